@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Boot the VT-x bench (Bochs, corei7_skylake_x) on an initramfs and collect its serial log.
+#
+#   scripts/bench.sh NAME INITRAMFS [--megs N] [--budget SECONDS]
+#
+# The serial output of every boot is appended to build/logs/NAME.serial.log. A bench that
+# stops printing (no heartbeat for HPS_HANG_SECONDS) is killed; the test it was running is
+# recorded as "not ok ... # HANG" and the bench boots again from the next test, so a hang never
+# loses the results of the other tests. Exit status 0 means the plan ran to its end marker;
+# judging the TAP is scripts/tap-judge.py's job.
+source "$(dirname "$0")/lib.sh"
+
+name=$1 initramfs=$2
+shift 2
+megs=2048
+budget=3000				# wall seconds for all boots together
+hang_seconds=${HPS_HANG_SECONDS:-150}	# the heartbeat comes every ~25 wall seconds
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--megs) megs=$2; shift 2 ;;
+	--budget) budget=$2; shift 2 ;;
+	*) hps_die "bench.sh: unknown option $1" ;;
+	esac
+done
+
+bzimage=$HPS_KOBJ/arch/x86/boot/bzImage
+[ -f "$bzimage" ] || hps_die "no kernel at $bzimage; run scripts/kernel.sh"
+[ -f "$initramfs" ] || hps_die "no initramfs at $initramfs"
+command -v bochs >/dev/null || hps_die "bochs is not installed; run scripts/deps.sh"
+
+work=$HPS_BUILD/bench/$name
+log=$HPS_LOGS/$name.serial.log
+rm -rf "$work"
+mkdir -p "$work/iso/isolinux"
+: >"$log"
+
+isolinux_bin=/usr/lib/ISOLINUX/isolinux.bin
+ldlinux=/usr/lib/syslinux/modules/bios/ldlinux.c32
+cp "$isolinux_bin" "$ldlinux" "$work/iso/isolinux/"
+cp "$bzimage" "$work/iso/bzImage"
+cp "$initramfs" "$work/iso/initrd.gz"
+
+# Bochs counts instructions: ips=200M means the guest TSC must be told it runs at 200 MHz.
+cat >"$work/bochsrc" <<EOT
+display_library: term
+megs: $megs
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+cpu: model=corei7_skylake_x, count=1, ips=200000000, reset_on_triple_fault=0
+clock: sync=none, time0=local
+pci: enabled=1, chipset=i440fx
+ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
+ata0-master: type=cdrom, path=$work/boot.iso, status=inserted
+boot: cdrom
+com1: enabled=1, mode=file, dev=$work/serial.out
+log: $work/bochs.log
+panic: action=fatal
+error: action=report, cpu0=ignore
+info: action=ignore
+debug: action=ignore
+sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
+speaker: enabled=0
+EOT
+printf 'c\nquit\n' >"$work/debugger.rc"
+
+make_iso() {
+	local start=$1
+	cat >"$work/iso/isolinux/isolinux.cfg" <<EOT
+default hps
+prompt 0
+timeout 0
+label hps
+  kernel /bzImage
+  append initrd=/initrd.gz console=ttyS0,115200 panic=-1 tsc_early_khz=200000 hps.start=$start
+EOT
+	xorriso -as mkisofs -quiet -o "$work/boot.iso" -b isolinux/isolinux.bin -c isolinux/boot.cat \
+		-no-emul-boot -boot-load-size 4 -boot-info-table "$work/iso" 2>"$work/xorriso.log" ||
+		hps_die "xorriso failed; see $work/xorriso.log"
+}
+
+# One boot. Prints why it ended: end | hang | panic | reboot | exit | budget.
+boot_once() {
+	local deadline=$1 pid size last_size=-1 last_change now
+	: >"$work/serial.out"
+	TERM=xterm setsid script -qfec "bochs -q -f $work/bochsrc -rc $work/debugger.rc" /dev/null \
+		</dev/null >"$work/term.out" 2>&1 &
+	pid=$!
+	last_change=$(date +%s)
+	while :; do
+		sleep 2
+		now=$(date +%s)
+		if grep -q '^# HPS-END' "$work/serial.out"; then
+			sleep 3	# let poweroff finish; Bochs exits by itself
+			stop_bochs "$pid"; echo end; return
+		fi
+		if grep -q 'Kernel panic - not syncing' "$work/serial.out"; then
+			sleep 2; stop_bochs "$pid"; echo panic; return
+		fi
+		if [ "$(grep -c '^# HPS-BOOT' "$work/serial.out")" -gt 1 ]; then
+			stop_bochs "$pid"; echo reboot; return
+		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo exit; return
+		fi
+		size=$(stat -c %s "$work/serial.out")
+		if [ "$size" != "$last_size" ]; then
+			last_size=$size last_change=$now
+		elif [ $((now - last_change)) -ge "$hang_seconds" ]; then
+			stop_bochs "$pid"; echo hang; return
+		fi
+		if [ "$now" -ge "$deadline" ]; then
+			stop_bochs "$pid"; echo budget; return
+		fi
+	done
+}
+
+# Bochs ignores SIGTERM; kill the whole session.
+stop_bochs() {
+	kill -KILL -- "-$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+start_time=$(date +%s)
+deadline=$((start_time + budget))
+start=1
+boot=0
+status=1
+while :; do
+	boot=$((boot + 1))
+	make_iso "$start"
+	hps_say "bench '$name': boot $boot (Bochs corei7_skylake_x, ${megs} MB), from test $start; serial log $log"
+	t0=$(date +%s)
+	why=$(boot_once "$deadline")
+	cat "$work/serial.out" >>"$log"
+	hps_say "bench '$name': boot $boot ended ($why) after $(( $(date +%s) - t0 ))s"
+	[ "$why" = end ] && { status=0; break; }
+	# Which test was running when it stopped?
+	current=$(grep -a '^# HPS-BEGIN ' "$work/serial.out" | tail -1 | cut -d' ' -f3-4)
+	num=${current%% *} tname=${current#* }
+	if [ -z "$current" ] ||
+	   grep -aqE "^(not )?ok $num " "$work/serial.out"; then
+		hps_warn "bench '$name' stopped ($why) outside any test; giving up"
+		echo "Bail out! bench stopped ($why) outside a test" >>"$log"
+		break
+	fi
+	echo "not ok $num $tname # HANG: bench stopped ($why), serial silent or reset" >>"$log"
+	[ "$why" = budget ] && { echo "Bail out! wall-time budget of ${budget}s used up" >>"$log"; break; }
+	start=$((num + 1))
+	[ "$boot" -ge 6 ] && { echo "Bail out! too many hangs" >>"$log"; break; }
+done
+hps_say "bench '$name' took $(( $(date +%s) - start_time ))s in $boot boot(s)"
+exit $status

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Build hyperps.ko against the bench kernel, or lint it.
+#   scripts/module.sh build    hyperps/hyperps.ko
+#   scripts/module.sh clippy   the kernel's clippy lints, warnings are errors (nothing shipped)
+#   scripts/module.sh fmt      rustfmt --check with the kernel's rustfmt configuration
+source "$(dirname "$0")/lib.sh"
+
+[ -f "$HPS_KOBJ/vmlinux" ] || hps_die "the kernel is not built; run scripts/kernel.sh"
+kmake=(make -C "$HPS_KOBJ" M="$HPS_TOP/hyperps" -j"$(hps_jobs)")
+
+case "${1:-build}" in
+build)
+	"${kmake[@]}" modules
+	hps_say "built $HPS_TOP/hyperps/hyperps.ko"
+	;;
+clippy)
+	# A clippy build replaces the objects; the next `build` compiles them again.
+	"${kmake[@]}" CLIPPY=1 KRUSTFLAGS="-Dwarnings" modules
+	;;
+fmt)
+	rustfmt --check --edition 2021 --config-path "$HPS_KSRC/.rustfmt.toml" \
+		"$HPS_TOP"/hyperps/*.rs
+	;;
+*) hps_die "usage: $0 build|clippy|fmt" ;;
+esac
