@@ -29,7 +29,7 @@ chmod +x "$root/init" "$root"/hps/*.sh
 plan=$root/hps/plan
 add() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$plan"; }
 : >"$plan"
-add kvm_modules_load 60 "/hps/load-kvm.sh"
+add setup:kvm_modules_load 60 "/hps/load-kvm.sh"
 
 case "$mode" in
 test)

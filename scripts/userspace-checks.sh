@@ -48,6 +48,15 @@ done
 
 gate "rustfmt:hyperps.ko" "$HPS_TOP/scripts/module.sh" fmt
 
+# The bench judge's own tests: each case counts.
+log=$HPS_LOGS/judge-tests.log
+python3 -m unittest -v "$HPS_TOP/scripts/tests/test_tap_judge.py" >"$log" 2>&1
+grep -E ' \.\.\. ok$' "$log" | sed -E 's/^(test_[a-z_]+).*/pass\tjudge:\1\t/' >>"$results"
+grep -E ' \.\.\. (FAIL|ERROR)$' "$log" | sed -E 's/^(test_[a-z_]+).*/fail\tjudge:\1\t/' >>"$results"
+echo "  tap-judge tests: $(grep -cE ' \.\.\. ok$' "$log") passed," \
+	"$(grep -cE ' \.\.\. (FAIL|ERROR)$' "$log") failed (log $log)"
+grep -q '^OK' "$log" || record fail "judge-tests" "(log $log)"
+
 mapfile -t patches < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$HPS_TOP/patches/series")
 if [ ${#patches[@]} -eq 0 ]; then
 	record skip "checkpatch:patches" "# SKIP the series is empty"
