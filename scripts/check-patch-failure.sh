@@ -25,14 +25,17 @@ Subject: [PATCH] KVM: VMX: context that is not in the tree
 +/* never applied */
  nor this
 EOT
-echo "$broken" >>"$tmp/series"
+# Append it to the series applied last, so that nothing before it has to be reverted.
+mkdir -p "$tmp/bench"
+mv "$tmp/$broken" "$tmp/bench/$broken"
+echo "$broken" >>"$tmp/bench/series"
 before=$(md5sum "$HPS_KSRC/arch/x86/kvm/vmx/vmx.c")
 
 if HPS_PATCH_DIR=$tmp "$HPS_TOP/scripts/kernel.sh" prepare >"$tmp/out" 2>&1; then
 	echo "FAIL: prepare succeeded with a broken patch"; cat "$tmp/out"; exit 1
 fi
 cat "$tmp/out"
-grep -q "ERROR: patch $broken does not apply" "$tmp/out" || { echo "FAIL: patch not named"; exit 1; }
+grep -q "ERROR: patch bench/$broken does not apply" "$tmp/out" || { echo "FAIL: patch not named"; exit 1; }
 grep -q 'Hunk #1 FAILED' "$tmp/out" || { echo "FAIL: hunk not named"; exit 1; }
 [ "$(md5sum "$HPS_KSRC/arch/x86/kvm/vmx/vmx.c")" = "$before" ] ||
 	{ echo "FAIL: the tree was changed"; exit 1; }

@@ -19,10 +19,14 @@ KMAKE=(make -s -C "$HPS_KSRC" O="$HPS_KOBJ" -j"$(hps_jobs)")
 
 source_package_version() { dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null || echo unknown; }
 
+# The HyperPS series, then the bench-only series (bench/series), as paths under PATCH_DIR.
 series_patches() {
-	local series=$PATCH_DIR/series
+	local series=$PATCH_DIR/series bench=$PATCH_DIR/bench/series
 	[ -f "$series" ] || hps_die "$series is missing"
 	sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$series" | grep -v '^$' || true
+	if [ -f "$bench" ]; then
+		sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$bench" | grep -v '^$' | sed 's|^|bench/|' || true
+	fi
 }
 
 unpack_source() {
@@ -39,8 +43,7 @@ unpack_source() {
 
 # Apply one patch with no fuzz; on failure name the patch and the hunks, change nothing.
 apply_patch() {
-	local file=$1 name out
-	name=$(basename "$file")
+	local name=$1 file=$PATCH_DIR/$1 out
 	if ! out=$(patch -d "$HPS_KSRC" -p1 -N -F0 --dry-run --no-backup-if-mismatch <"$file" 2>&1); then
 		printf 'ERROR: patch %s does not apply to linux-source-6.12 %s (%s)\n' \
 			"$name" "$(source_package_version)" "$SOURCE_TARBALL" >&2
@@ -51,6 +54,7 @@ apply_patch() {
 	fi
 	patch -d "$HPS_KSRC" -p1 -N -F0 -s --no-backup-if-mismatch <"$file" ||
 		hps_die "patch $name passed its dry run but failed to apply"
+	mkdir -p "$(dirname "$APPLIED/$name")"
 	cp "$file" "$APPLIED/$name"
 	echo "$name" >>"$APPLIED/.order"
 }
@@ -91,7 +95,7 @@ cmd_prepare() {
 		fi
 	done
 	for ((i = keep; i < ${#want[@]}; i++)); do
-		apply_patch "$PATCH_DIR/${want[$i]}"
+		apply_patch "${want[$i]}"
 	done
 	hps_say "kernel source: linux-source-6.12 $(source_package_version)," \
 		"$(make -s -C "$HPS_KSRC" kernelversion), ${#want[@]} patches applied"

@@ -57,13 +57,15 @@ echo "  tap-judge tests: $(grep -cE ' \.\.\. ok$' "$log") passed," \
 	"$(grep -cE ' \.\.\. (FAIL|ERROR)$' "$log") failed (log $log)"
 grep -q '^OK' "$log" || record fail "judge-tests" "(log $log)"
 
-mapfile -t patches < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$HPS_TOP/patches/series")
-if [ ${#patches[@]} -eq 0 ]; then
-	record skip "checkpatch:patches" "# SKIP the series is empty"
-else
-	gate "checkpatch:patches" perl "$checkpatch" "${cp_flags[@]}" \
-		"${patches[@]/#/$HPS_TOP/patches/}"
-fi
+for series in "$HPS_TOP/patches/series" "$HPS_TOP/patches/bench/series"; do
+	dir=$(dirname "$series") label=checkpatch:${series#"$HPS_TOP"/}
+	mapfile -t patches < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$series")
+	if [ ${#patches[@]} -eq 0 ]; then
+		record skip "$label" "# SKIP the series is empty"
+	else
+		gate "$label" perl "$checkpatch" "${cp_flags[@]}" "${patches[@]/#/$dir/}"
+	fi
+done
 mapfile -t csources < <(cd "$HPS_TOP" && git ls-files '*.c' '*.h' 2>/dev/null ||
 	find selftests hyperps -name '*.[ch]')
 [ ${#csources[@]} -gt 0 ] &&
