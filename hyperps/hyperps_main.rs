@@ -4,10 +4,15 @@
 //!
 //! This is the module root. At this stage the module checks that the CPU offers what HyperPS
 //! relies on (VMX with EPT and VPID) and reports the capabilities it read from the VMX
-//! capability MSRs.
+//! capability MSRs. The verifier core is compiled in from `rust/verifier`, the same source the
+//! userspace tests exercise; the hooks that call it come with the L1 patch series.
 
 use kernel::prelude::*;
 
+// `pub` so that the kernel's unreachable_pub lint sees the policy's API as reachable.
+#[path = "../rust/verifier/src/policy/mod.rs"]
+#[deny(unsafe_code)]
+pub mod policy;
 mod vmx_caps;
 
 /// Version of hyperps.ko; reported at load time.

@@ -15,7 +15,7 @@ name=$1 initramfs=$2
 shift 2
 megs=2048
 budget=3000				# wall seconds for all boots together
-hang_seconds=${HPS_HANG_SECONDS:-150}	# the heartbeat comes every ~25 wall seconds
+hang_seconds=${HPS_HANG_SECONDS:-240}	# a 1 GiB VM teardown can be silent for minutes
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--megs) megs=$2; shift 2 ;;

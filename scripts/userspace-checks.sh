@@ -11,7 +11,7 @@ record() {
 	printf '  %-4s %s %s\n' "$(echo "$1" | tr a-z A-Z)" "$2" "$3"
 }
 gate() {	# gate NAME CMD...
-	local name=$1 log=$HPS_LOGS/gate-$1.log
+	local name=$1 log=$HPS_LOGS/gate-${1//\//_}.log
 	shift
 	if "$@" >"$log" 2>&1; then
 		record pass "$name" ""
@@ -42,6 +42,7 @@ for manifest in "$HPS_TOP"/rust/*/Cargo.toml; do
 		echo "  cargo test $name: $passed passed, $failed failed (log $log)"
 	fi
 	gate "rustfmt:$name" sh -c "cd '$dir' && cargo fmt --check"
+	[ -f "$dir/fuzz/Cargo.toml" ] && gate "rustfmt:$name-fuzz" sh -c "cd '$dir/fuzz' && cargo fmt --check"
 	gate "clippy:$name" sh -c "cd '$dir' && cargo clippy --quiet --locked --all-targets -- -D warnings"
 	[ -x "$dir/check-kernel-build.sh" ] && gate "kernel-flags-build:$name" "$dir/check-kernel-build.sh"
 done
