@@ -16,6 +16,7 @@ import sys
 RESULT = re.compile(r"^(not ok|ok) (\d+) (\S+)(?:\s*#\s*(.*))?$")
 PLAN = re.compile(r"^1\.\.(\d+)$")
 TIME = re.compile(r"^# HPS-TIME (\d+) (\S+) ([\d.]+)$")
+RETRY = re.compile(r"^# HPS-RETRY (\d+) ")
 KERNEL_PROBLEMS = re.compile(
     r"(------------\[ cut here \]------------|WARNING: CPU: \d+|\bBUG: |kernel BUG at|"
     r"Oops: |Kernel panic - not syncing|general protection fault|UBSAN: |"
@@ -62,6 +63,7 @@ def main():
     times = {}
     problems = []
     bail = []
+    retries = {}  # test number -> times the bench hung in it and was restarted
     known = load_known_warnings()
     known_seen = 0
     block = None  # lines of the WARN block being read, or None
@@ -87,6 +89,9 @@ def main():
         m = TIME.match(line)
         if m:
             times[int(m.group(1))] = float(m.group(3))
+        m = RETRY.match(line)
+        if m:
+            retries[int(m.group(1))] = retries.get(int(m.group(1)), 0) + 1
         if line.startswith("Bail out!"):
             bail.append(line)
         if KERNEL_PROBLEMS.search(line):
@@ -102,6 +107,8 @@ def main():
             continue
         verdict, name, directive = results[n]
         t = f" [{times[n]:.2f}s guest]" if n in times else ""
+        if n in retries:
+            t += f" (bench hung {retries[n]}x in it; result from the retry)"
         if verdict == "ok" and directive.upper().startswith("SKIP"):
             checks.append(("skip", name, directive + t))
         elif verdict == "ok":

@@ -94,6 +94,21 @@ class TapJudgeTest(unittest.TestCase):
         rc, _ = self.judge(CLEAN + "[ 5.0] ------------[ cut here ]------------\n")
         self.assertEqual(rc, 1)
 
+    def test_retried_hang_uses_the_retry_and_says_so(self):
+        hung = CLEAN.replace("ok 1 first\n", "# HPS-RETRY 1 first: bench stopped (hang); retrying\n")
+        rc, results = self.judge(hung + "TAP version 13\n1..2\nok 1 first\n")
+        self.assertEqual(rc, 0)
+        self.assertIn(["pass", "first"], results)
+        res_detail = subprocess.run([sys.executable, JUDGE, "/dev/stdin"], input=hung + "ok 1 first\n",
+                                    capture_output=True, text=True, check=False).stdout
+        self.assertIn("bench hung 1x in it", res_detail)
+
+    def test_second_hang_fails(self):
+        hung = CLEAN.replace("ok 1 first\n", "# HPS-RETRY 1 first: bench stopped (hang); retrying\n")
+        rc, results = self.judge(hung + "not ok 1 first # HANG: bench stopped (hang) twice\n")
+        self.assertEqual(rc, 1)
+        self.assertIn(["fail", "first"], results)
+
 
 if __name__ == "__main__":
     unittest.main()
