@@ -81,7 +81,7 @@ EOT
 
 # One boot. Prints why it ended: end | hang | panic | reboot | exit | budget.
 boot_once() {
-	local deadline=$1 pid size last_size=-1 last_change now
+	local deadline=$1 pid size last_size=-1 last_change now screen drain=""
 	: >"$work/serial.out"
 	TERM=xterm setsid script -qfec "bochs -q -f $work/bochsrc -rc $work/debugger.rc" /dev/null \
 		</dev/null >"$work/term.out" 2>&1 &
@@ -90,35 +90,49 @@ boot_once() {
 	while :; do
 		sleep 2
 		now=$(date +%s)
+		# With the debugger built in, the term display draws the guest screen on a pty of its
+		# own and blocks when nobody reads it: the whole bench then freezes after some minutes.
+		if [ -z "$drain" ]; then
+			screen=$(grep -ao 'connected to screen "/dev/pts/[0-9]*"' "$work/term.out" |
+				grep -o '/dev/pts/[0-9]*')
+			if [ -n "$screen" ]; then
+				cat "$screen" >/dev/null 2>&1 &
+				drain=$!
+			fi
+		fi
 		if grep -q '^# HPS-END' "$work/serial.out"; then
 			sleep 3	# let poweroff finish; Bochs exits by itself
-			stop_bochs "$pid"; echo end; return
+			stop_bochs "$pid" "$drain"; echo end; return
 		fi
 		if grep -q 'Kernel panic - not syncing' "$work/serial.out"; then
-			sleep 2; stop_bochs "$pid"; echo panic; return
+			sleep 2; stop_bochs "$pid" "$drain"; echo panic; return
 		fi
 		if [ "$(grep -c '^# HPS-BOOT' "$work/serial.out")" -gt 1 ]; then
-			stop_bochs "$pid"; echo reboot; return
+			stop_bochs "$pid" "$drain"; echo reboot; return
 		fi
 		if ! kill -0 "$pid" 2>/dev/null; then
-			echo exit; return
+			stop_bochs "$pid" "$drain"; echo exit; return
 		fi
 		size=$(stat -c %s "$work/serial.out")
 		if [ "$size" != "$last_size" ]; then
 			last_size=$size last_change=$now
 		elif [ $((now - last_change)) -ge "$hang_seconds" ]; then
-			stop_bochs "$pid"; echo hang; return
+			stop_bochs "$pid" "$drain"; echo hang; return
 		fi
 		if [ "$now" -ge "$deadline" ]; then
-			stop_bochs "$pid"; echo budget; return
+			stop_bochs "$pid" "$drain"; echo budget; return
 		fi
 	done
 }
 
-# Bochs ignores SIGTERM; kill the whole session.
+# Bochs ignores SIGTERM; kill the whole session, then the screen drain ($2, if any).
 stop_bochs() {
 	kill -KILL -- "-$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
+	if [ -n "${2:-}" ]; then
+		kill "$2" 2>/dev/null || true
+		wait "$2" 2>/dev/null || true
+	fi
 }
 
 start_time=$(date +%s)
