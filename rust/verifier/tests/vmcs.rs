@@ -840,3 +840,15 @@ fn address_fields_pin_their_pages() {
     assert_eq!(v.frame_mappings(Pfn(GUEST_PAGE)), Some((0, 0)));
     assert_eq!(v.audit().anomalies(), 0);
 }
+
+#[test]
+fn active_cpu_follows_vmptrld_and_vmclear() {
+    let mut st = Storage::new(FRAMES);
+    let mut v = st.verifier();
+    let _x = setup(&mut v);
+    assert_eq!(v.vmcs_active_cpu(Pfn(VMCS01)), Some(CPU));
+    assert_eq!(v.vmcs_active_cpu(Pfn(VMCS02)), None);
+    assert_eq!(v.vmcs_active_cpu(Pfn(GUEST_PAGE)), None);
+    v.vmclear(CPU, Hpa(VMCS01 << 12)).unwrap();
+    assert_eq!(v.vmcs_active_cpu(Pfn(VMCS01)), None);
+}
