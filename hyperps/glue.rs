@@ -28,6 +28,7 @@ use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use kernel::bindings;
 use kernel::ffi::{c_int, c_uint, c_ulong, c_void};
+use kernel::prelude::*;
 
 use crate::policy::cr::{cr0_verdict, cr3_decode, cr4_pinned_verdict};
 use crate::policy::*;
@@ -156,6 +157,8 @@ pub(crate) struct VcpuSlot {
     aux: [u64; 6],
     vpid: u16,
     vpid02: u16,
+    /// vcpu_free() was called; the records go when KVM frees vmcs01.
+    dying: bool,
 }
 
 impl VcpuSlot {
@@ -171,9 +174,12 @@ impl VcpuSlot {
         aux: [0; 6],
         vpid: 0,
         vpid02: 0,
+        dying: false,
     };
 }
 
+/// Index of the posted-interrupt descriptor in [`VcpuSlot::aux`].
+const AUX_PI: usize = 2;
 /// Index of the virtual-APIC page in [`VcpuSlot::aux`].
 const AUX_VAPIC: usize = 5;
 
@@ -188,7 +194,13 @@ pub(crate) struct State {
     pub(crate) deferred: &'static mut [u64],
     pub(crate) ndeferred: usize,
     pub(crate) leaked: u64,
+    /// Destroyed VMs whose last paging-structure pages KVM frees after vm_destroy() (RCU):
+    /// raw `VmId`s, 0 for a free slot.
+    pub(crate) zombies: [u32; MAX_ZOMBIES],
 }
+
+/// Destroyed VMs waiting for their last paging-structure pages.
+pub(crate) const MAX_ZOMBIES: usize = 64;
 
 /// The global state.
 ///
@@ -421,7 +433,7 @@ impl State {
                 invept_pending: None
             }))
         ) {
-            let _ = self.v.unprotect(pfn);
+            chk(self.v.unprotect(pfn), pfn.0);
         }
     }
 
@@ -429,11 +441,11 @@ impl State {
     fn own(&mut self, vm: VmId, pfn: Pfn) {
         match self.v.frame_state(pfn) {
             Some(FrameState::Host) => {
-                let _ = self.v.donate_to_vm(vm, pfn, 1);
+                chk(self.v.donate_to_vm(vm, pfn, 1), pfn.0);
             }
             Some(FrameState::Vm(o)) if o != vm && !self.v.vm_is_live(o) => {
                 if self.reclaim(pfn) {
-                    let _ = self.v.donate_to_vm(vm, pfn, 1);
+                    chk(self.v.donate_to_vm(vm, pfn, 1), pfn.0);
                 }
             }
             _ => {}
@@ -442,8 +454,12 @@ impl State {
 
     /// Registers a pending paging-structure page of `vm` at `level`.
     fn register_pending(&mut self, vm: VmId, pfn: Pfn, level: EptLevel) {
-        if self.pending_vm(pfn) == Some(vm) && self.v.register_ept_page(vm, pfn, level).is_ok() {
-            self.set_pending(pfn, None);
+        if self.pending_vm(pfn) != Some(vm) {
+            return;
+        }
+        match self.v.register_ept_page(vm, pfn, level) {
+            Ok(()) => self.set_pending(pfn, None),
+            Err(d) => chk(Err(d), pfn.0),
         }
     }
 
@@ -504,17 +520,26 @@ impl State {
         }
     }
 
-    /// Unregisters a VMCS that KVM is about to clear and free (see `vcpu_free`).
-    fn retire_vmcs(&mut self, pfn: u64) {
-        let pfn = Pfn(pfn);
-        if self.v.vmcs_kind(pfn).is_none() {
-            return;
+    /// Destroys the VM records of destroyed VMs whose EPT pages are all gone.
+    fn reap_zombies(&mut self) {
+        for i in 0..MAX_ZOMBIES {
+            let raw = self.zombies.get(i).copied().unwrap_or(0);
+            if raw == 0 {
+                continue;
+            }
+            let vm = VmId::from_raw(raw);
+            if self.v.vm_ept_pages(vm).unwrap_or(0) != 0 {
+                continue;
+            }
+            if let Err(d) = self.v.destroy_vm(vm) {
+                if d != Denial::UnknownVm {
+                    report(CheckClass::Registration, d, u64::from(raw), 0, 0, false);
+                }
+            }
+            if let Some(z) = self.zombies.get_mut(i) {
+                *z = 0;
+            }
         }
-        if let Some(cpu) = self.v.vmcs_active_cpu(pfn) {
-            // KVM's VMCLEAR follows right after; no VM entry can use it in between.
-            let _ = self.v.vmclear(cpu, Hpa(pfn.0 << 12));
-        }
-        let _ = self.v.unregister_vmcs(pfn);
     }
 
     fn defer(&mut self, pfn: Pfn) {
@@ -539,7 +564,7 @@ impl State {
             let pfn = Pfn(raw & !DEFER_READY);
             if let Some(FrameState::Protected(Protected::Ept(p))) = self.v.frame_state(pfn) {
                 if p.entries == 0 && p.refs == 0 {
-                    let _ = self.v.unregister_ept_page(pfn);
+                    chk(self.v.unregister_ept_page(pfn), pfn.0);
                 }
             }
             if let Some(FrameState::Protected(Protected::Pool { .. })) = self.v.frame_state(pfn) {
@@ -626,6 +651,17 @@ extern "C" fn hps_rs_vmcs_write(field: c_ulong, value: c_ulong) -> c_int {
         if f == VmcsField::HOST_RIP {
             host.rip = host_rip(value);
         }
+        // vmx_set_constant_host_state() first writes 0 to these; the live values follow
+        // before every VM entry (vmx_prepare_switch_to_guest(), vmx_vcpu_load_vmcs()).
+        if value == 0 {
+            if f == VmcsField::HOST_FS_BASE {
+                host.fs_base = 0;
+            } else if f == VmcsField::HOST_GS_BASE {
+                host.gs_base = 0;
+            } else if f == VmcsField::HOST_IA32_SYSENTER_ESP {
+                host.sysenter_esp = 0;
+            }
+        }
     }
     let cpu = this_cpu();
     let verdict = locked(|st| {
@@ -641,7 +677,7 @@ extern "C" fn hps_rs_vmcs_write(field: c_ulong, value: c_ulong) -> c_int {
         };
         let r = st.v.check_vmcs_write(cpu, f, value, &host);
         if let Some(root) = tmp_root {
-            let _ = st.v.unregister_host_pgd(root, 1);
+            chk(st.v.unregister_host_pgd(root, 1), root.0);
         }
         r
     });
@@ -696,7 +732,8 @@ impl State {
             VmcsField::VMREAD_BITMAP,
             VmcsField::VMWRITE_BITMAP,
         ];
-        if !lazy.contains(&f) {
+        // 0 (and INVALID_GPA in a vmcs02) name no page.
+        if !lazy.contains(&f) || value == 0 || value == u64::MAX {
             return;
         }
         let Some(cur) = self.v.current_vmcs(cpu) else {
@@ -710,20 +747,32 @@ impl State {
         let vcpu = VcpuId::from_raw(slot.id);
         let pfn = Pfn((value & 0x000f_ffff_ffff_f000) >> 12);
         if f == VmcsField::VMREAD_BITMAP {
-            let _ = self.reg_aux(AuxOwner::Global, pfn, AuxKind::VmreadBitmap);
+            chk(
+                self.reg_aux(AuxOwner::Global, pfn, AuxKind::VmreadBitmap),
+                pfn.0,
+            );
         } else if f == VmcsField::VMWRITE_BITMAP {
-            let _ = self.reg_aux(AuxOwner::Global, pfn, AuxKind::VmwriteBitmap);
+            chk(
+                self.reg_aux(AuxOwner::Global, pfn, AuxKind::VmwriteBitmap),
+                pfn.0,
+            );
         } else if f == VmcsField::APIC_ACCESS_ADDR || kind == Some(VmcsKind::Vmcs02) {
             self.own(vm, pfn);
-        } else if f == VmcsField::VIRTUAL_APIC_PAGE_ADDR
-            && self
-                .reg_aux(AuxOwner::Vcpu(vcpu), pfn, AuxKind::VirtualApic)
-                .is_ok()
-        {
-            if let Some(i) = self.vcpu_index(slot.vcpu) {
-                if let Some(s) = self.vcpus.get_mut(i) {
-                    if let Some(a) = s.aux.get_mut(AUX_VAPIC) {
-                        *a = pfn.0;
+        } else {
+            // vmcs01: the vCPU's lapic page or its posted-interrupt descriptor (inside the
+            // vCPU structure; registered on use because it may share a frame with the MSR
+            // lists, and a frame has one kind).
+            let (kind, index) = if f == VmcsField::VIRTUAL_APIC_PAGE_ADDR {
+                (AuxKind::VirtualApic, AUX_VAPIC)
+            } else {
+                (AuxKind::PiDesc, AUX_PI)
+            };
+            if self.reg_aux(AuxOwner::Vcpu(vcpu), pfn, kind).is_ok() {
+                if let Some(i) = self.vcpu_index(slot.vcpu) {
+                    if let Some(s) = self.vcpus.get_mut(i) {
+                        if let Some(a) = s.aux.get_mut(index) {
+                            *a = pfn.0;
+                        }
                     }
                 }
             }
@@ -852,7 +901,15 @@ extern "C" fn hps_rs_page_free(_type: u32, pa: u64) -> c_int {
             Some(FrameState::Protected(Protected::Vmcs { .. })) => {
                 if st.v.vmcs_active_cpu(pfn).is_some() || st.v.unregister_vmcs(pfn).is_err() {
                     // Possibly still in use by the CPU: keep it allocated for good.
+                    report(CheckClass::Registration, Denial::VmcsInUse, pa, 0, 0, false);
                     return true;
+                }
+                if let Some(i) = st
+                    .vcpus
+                    .iter()
+                    .position(|s| s.vcpu != 0 && s.dying && s.vmcs01 == pfn.0)
+                {
+                    st.vcpu_gone(i);
                 }
             }
             Some(FrameState::Protected(Protected::Vmxon { cpu })) => {
@@ -933,7 +990,8 @@ impl State {
         let aux = [
             (info.pml_pa, AuxKind::Pml),
             (info.ve_info_pa, AuxKind::VeInfo),
-            (info.pi_desc_pa, AuxKind::PiDesc),
+            // The posted-interrupt descriptor is registered on first use.
+            (0, AuxKind::PiDesc),
             (info.msr_autoload_guest_pa, AuxKind::MsrList),
             (info.msr_autoload_host_pa, AuxKind::MsrList),
         ];
@@ -959,36 +1017,77 @@ extern "C" fn hps_rs_vcpu_free(_kvm: *mut c_void, vcpu: *mut c_void) {
         let Some(i) = st.vcpu_index(vcpu as usize) else {
             return;
         };
-        let Some(s) = st.vcpus.get(i).copied() else {
+        let Some(mut s) = st.vcpus.get(i).copied() else {
             return;
         };
-        // KVM frees the PML and #VE pages, the lapic page and the vCPU structure without
-        // further hooks, and clears and frees the VMCSs right after: retire everything now.
-        st.retire_vmcs(s.vmcs01);
-        st.retire_vmcs(s.vmcs02);
-        st.retire_vmcs(s.shadow);
-        for pfn in s.aux {
-            if pfn != 0 {
-                st.drop_aux(pfn);
-            }
-        }
-        // MSR bitmaps go back to the pool; page_free() returns them to the host.
-        for pfn in [s.msr01, s.msr02] {
-            if pfn != 0 {
-                let _ = st.v.unregister_aux_page(Pfn(pfn));
-            }
-        }
+        // KVM still loads vmcs01 to leave nested operation, then clears and frees the VMCSs
+        // (page_free() withdraws them) and frees vmcs01 last: the vCPU's records go then, see
+        // `State::vcpu_gone`. The VPID is released right after this hook.
         let id = VcpuId::from_raw(s.id);
-        for vpid in [s.vpid, s.vpid02] {
-            if vpid != 0 {
-                let _ = st.v.release_vpid(id, Vpid(vpid));
-            }
+        if s.vpid != 0 {
+            chk(st.v.release_vpid(id, Vpid(s.vpid)), u64::from(s.vpid));
+            s.vpid = 0;
         }
-        let _ = st.v.destroy_vcpu(id);
+        s.dying = true;
         if let Some(slot) = st.vcpus.get_mut(i) {
-            *slot = VcpuSlot::FREE;
+            *slot = s;
         }
     });
+}
+
+impl State {
+    /// KVM freed vmcs01 of a vCPU after vcpu_free(): withdraw the vCPU's remaining pages
+    /// (PML, #VE, lapic, the MSR lists and PI descriptor inside the vCPU structure, the MSR
+    /// bitmap) and the vCPU record. KVM frees the PML page a little earlier, without a hook;
+    /// no VM can use it in between.
+    fn vcpu_gone(&mut self, i: usize) {
+        let Some(s) = self.vcpus.get(i).copied() else {
+            return;
+        };
+        let id = VcpuId::from_raw(s.id);
+        for pfn in s.aux {
+            if pfn != 0 {
+                self.drop_aux(pfn);
+            }
+        }
+        // The MSR bitmap goes back to the pool; its page_free() follows.
+        for pfn in [s.msr01, s.msr02] {
+            if pfn != 0 {
+                chk(self.v.unregister_aux_page(Pfn(pfn)), pfn);
+            }
+        }
+        if s.vpid02 != 0 {
+            chk(self.v.release_vpid(id, Vpid(s.vpid02)), u64::from(s.vpid02));
+        }
+        if let Err(d) = self.v.destroy_vcpu(id) {
+            chk(Err(d), u64::from(s.id));
+            pr_warn!(
+                "vcpu {:#x} not destroyed: vmcs01 {:?} vmcs02 {:#x} {:?} shadow {:#x} {:?} msr01 {:?} msr02 {:#x} {:?} aux {:?} vpid02 {}\n",
+                s.id,
+                self.v.frame_state(Pfn(s.vmcs01)),
+                s.vmcs02,
+                self.v.frame_state(Pfn(s.vmcs02)),
+                s.shadow,
+                self.v.frame_state(Pfn(s.shadow)),
+                self.v.frame_state(Pfn(s.msr01)),
+                s.msr02,
+                self.v.frame_state(Pfn(s.msr02)),
+                s.aux.map(|p| self.v.frame_state(Pfn(p))),
+                s.vpid02
+            );
+        }
+        if let Some(slot) = self.vcpus.get_mut(i) {
+            *slot = VcpuSlot::FREE;
+        }
+        self.reap_zombies();
+    }
+}
+
+/// Reports a failed bookkeeping step (a glue or verifier bug, never a hostile value).
+fn chk(r: Result<(), Denial>, subject: u64) {
+    if let Err(d) = r {
+        report(CheckClass::Registration, d, subject, 0, 0, false);
+    }
 }
 
 #[no_mangle]
@@ -1056,7 +1155,10 @@ extern "C" fn hps_rs_nested_leave(_kvm: *mut c_void, vcpu: *mut c_void) {
             return;
         };
         if s.vpid02 != 0 {
-            let _ = st.v.release_vpid(VcpuId::from_raw(s.id), Vpid(s.vpid02));
+            chk(
+                st.v.release_vpid(VcpuId::from_raw(s.id), Vpid(s.vpid02)),
+                u64::from(s.vpid02),
+            );
         }
         // vmcs02, the shadow VMCS and vmcs02's MSR bitmap are cleared and freed by KVM right
         // after; page_free() withdraws them.
@@ -1263,7 +1365,8 @@ extern "C" fn hps_rs_pt_free(pt: *mut c_void) {
         match st.v.frame_state(pfn) {
             Some(FrameState::Protected(Protected::Ept(p))) => {
                 if p.entries == 0 && p.refs == 0 {
-                    let _ = st.v.unregister_ept_page(pfn);
+                    chk(st.v.unregister_ept_page(pfn), pfn.0);
+                    st.reap_zombies();
                 }
                 st.defer(pfn);
                 false
@@ -1294,7 +1397,12 @@ extern "C" fn hps_rs_pt_free(pt: *mut c_void) {
 
 #[no_mangle]
 extern "C" fn hps_rs_deferred_work() {
-    let ready = locked(|st| st.deferred_pass1()).unwrap_or(0);
+    let ready = locked(|st| {
+        let ready = st.deferred_pass1();
+        st.reap_zombies();
+        ready
+    })
+    .unwrap_or(0);
     if ready == 0 {
         return;
     }
@@ -1352,6 +1460,13 @@ extern "C" fn hps_rs_vm_destroy(kvm: *mut c_void) {
         st.deferred_pass1();
         if let Some(s) = st.vms.iter_mut().find(|s| s.kvm == kvm as usize) {
             *s = VmSlot::FREE;
+        }
+        if st.v.vm_ept_pages(vm).unwrap_or(0) != 0 {
+            // KVM frees the last roots after an RCU grace period: destroy the record then.
+            if let Some(z) = st.zombies.iter_mut().find(|z| **z == 0) {
+                *z = vm.to_raw();
+                return None;
+            }
         }
         Some(st.v.destroy_vm(vm))
     });

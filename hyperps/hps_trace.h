@@ -8,8 +8,8 @@
 #include <linux/tracepoint.h>
 
 TRACE_EVENT(hyperps_refusal,
-	TP_PROTO(u32 class, const char *reason, u64 subject, u64 old, u64 new,
-		 bool enforced),
+	TP_PROTO(u32 class, const char *reason, u64 subject, u64 old,
+		 u64 new, bool enforced),
 	TP_ARGS(class, reason, subject, old, new, enforced),
 	TP_STRUCT__entry(
 		__field(u32, class)

@@ -39,7 +39,7 @@ const EPT_CAP_AD: u64 = 1 << 21;
 
 module! {
     type: HyperPs,
-    name: "hyperps",
+    name: "hyperps_backend",
     author: "The HyperPS developers",
     description: "HyperPS: verify VMCS, EPT and control-register writes of a KVM host",
     license: "GPL",
@@ -132,6 +132,7 @@ fn build_state(config: Config) -> Result<glue::State> {
         deferred: alloc_table(glue::DEFER_MAX, 0u64)?,
         ndeferred: 0,
         leaked: 0,
+        zombies: [0; glue::MAX_ZOMBIES],
     })
 }
 
