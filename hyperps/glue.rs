@@ -126,6 +126,7 @@ pub(crate) mod c {
         pub(crate) fn hps_c_xchg(p: *mut u64, v: u64) -> u64;
         pub(crate) fn hps_c_cmpxchg(p: *mut u64, old: *mut u64, v: u64) -> bool;
         pub(crate) fn hps_c_fetch_and(p: *mut u64, mask: u64) -> u64;
+        pub(crate) fn hps_c_test_field() -> u64;
         pub(crate) fn hps_c_register() -> c_int;
         pub(crate) fn hps_c_init() -> c_int;
         pub(crate) fn hps_c_exit();
@@ -621,6 +622,18 @@ extern "C" fn hps_rs_vmcs_write(field: c_ulong, value: c_ulong) -> c_int {
         };
         return c_int::from(refuse(r));
     };
+    // SAFETY: no precondition.
+    if u64::from(field) == unsafe { c::hps_c_test_field() } {
+        // Bench hook (debugfs test_refuse_field): exercise the refusal path end to end.
+        return c_int::from(refuse(Refusal {
+            class: CheckClass::Vmcs,
+            d: Denial::FieldNotWritable,
+            subject: u64::from(field),
+            old: 0,
+            new: value,
+            kvm: 0,
+        }));
+    }
     let f = VmcsField(field);
     let mut host = HostState::default();
     if is_host_field(field) {

@@ -361,6 +361,14 @@ int hps_c_register(void)
 /* debugfs: counters and the last refusals. */
 static struct dentry *hps_dir;
 
+/* Bench hook: refuse every VMWRITE to this field (root only, debugfs). */
+static u64 hps_test_field = U64_MAX;
+
+u64 hps_c_test_field(void)
+{
+	return READ_ONCE(hps_test_field);
+}
+
 static int hps_counters_show(struct seq_file *m, void *v)
 {
 	struct hps_stats *s = kzalloc(sizeof(*s), GFP_KERNEL);
@@ -403,6 +411,7 @@ int hps_c_init(void)
 	hps_dir = debugfs_create_dir("hyperps", NULL);
 	debugfs_create_file("counters", 0400, hps_dir, NULL, &hps_counters_fops);
 	debugfs_create_file("refusals", 0400, hps_dir, NULL, &hps_refusals_fops);
+	debugfs_create_x64("test_refuse_field", 0600, hps_dir, &hps_test_field);
 	return 0;
 }
 

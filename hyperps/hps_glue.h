@@ -97,6 +97,7 @@ void hps_c_write(u64 *p, u64 v);
 u64 hps_c_xchg(u64 *p, u64 v);
 bool hps_c_cmpxchg(u64 *p, u64 *old, u64 v);
 u64 hps_c_fetch_and(u64 *p, u64 mask);
+u64 hps_c_test_field(void);
 int hps_c_register(void);
 int hps_c_init(void);
 void hps_c_exit(void);
