@@ -2,7 +2,7 @@
 
 //! The hook ops: every `struct hyperps_ops` entry point, routed to the verifier.
 //!
-//! Design (see also the report in the commit log):
+//! Design (the full list is in README.md):
 //!
 //! * **Locking.** All verifier state lives in [`State`] behind one raw spinlock taken with IRQs
 //!   off (`hps_c_lock`). Hooks that may run in NMI (VMCLEAR, emergency VMXOFF) never take it:
