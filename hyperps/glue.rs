@@ -1553,7 +1553,16 @@ extern "C" fn hps_rs_ksm_merge(
     kpfn: c_ulong,
 ) -> c_int {
     let (addr, pfn, kpfn) = (addr as u64, pfn as u64, kpfn as u64);
-    let r = locked(|st| st.v.ksm_merge(Pfn(kpfn), Pfn(pfn)).map(|_| ()));
+    let r = locked(|st| {
+        // Frames of destroyed VMs that the host reuses (KSM also scans plain host processes)
+        // go back to the host first.
+        for p in [Pfn(pfn), Pfn(kpfn)] {
+            if matches!(st.v.frame_state(p), Some(FrameState::Vm(o)) if !st.v.vm_is_live(o)) {
+                st.reclaim(p);
+            }
+        }
+        st.v.ksm_merge(Pfn(kpfn), Pfn(pfn)).map(|_| ())
+    });
     match r {
         Some(Err(d)) => c_int::from(refuse(Refusal {
             class: CheckClass::Ownership,
