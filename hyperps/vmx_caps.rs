@@ -122,6 +122,11 @@ impl VmxCaps {
         })
     }
 
+    /// The raw `IA32_VMX_EPT_VPID_CAP` value (0 without EPT and VPID).
+    pub(crate) fn ept_vpid(&self) -> u64 {
+        self.ept_vpid
+    }
+
     fn secondary_allowed(&self, bit: u32) -> bool {
         (self.secondary >> 32) & (1u64 << bit) != 0
     }

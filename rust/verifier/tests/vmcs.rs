@@ -347,7 +347,8 @@ fn control_required_bits() {
             VmcsField::SECONDARY_VM_EXEC_CONTROL,
             secondary | (1 << 14)
         ),
-        Err(Denial::BadLinkPointer)
+        // The vCPU has a registered shadow VMCS (see shadowing_needs_a_shadow_vmcs_of_the_vcpu).
+        Ok(())
     );
     assert_eq!(
         w(&mut v, &x, VmcsField::TERTIARY_VM_EXEC_CONTROL, 1 << 4),
@@ -554,7 +555,17 @@ fn shadow_vmcs_link_and_shadow_writes() {
     let mut v = st.verifier();
     let x = setup(&mut v);
     let secondary = 0x0000_00a2_u64;
-    // set_current_vmptr(): link pointer first, then the control.
+    // set_current_vmptr(): the control first (the vCPU has a registered shadow VMCS), then
+    // the link pointer.
+    assert_eq!(
+        w(
+            &mut v,
+            &x,
+            VmcsField::SECONDARY_VM_EXEC_CONTROL,
+            secondary | (1 << 14)
+        ),
+        Ok(())
+    );
     assert_eq!(
         w(&mut v, &x, VmcsField::VMCS_LINK_POINTER, VMCS02 << 12),
         Err(Denial::BadLinkPointer)
@@ -565,15 +576,6 @@ fn shadow_vmcs_link_and_shadow_writes() {
     );
     assert_eq!(
         w(&mut v, &x, VmcsField::VMCS_LINK_POINTER, SHADOW << 12),
-        Ok(())
-    );
-    assert_eq!(
-        w(
-            &mut v,
-            &x,
-            VmcsField::SECONDARY_VM_EXEC_CONTROL,
-            secondary | (1 << 14)
-        ),
         Ok(())
     );
     // The shadow VMCS cannot be freed while linked.
@@ -839,4 +841,48 @@ fn address_fields_pin_their_pages() {
     v.unregister_aux_page(Pfn(81)).unwrap();
     assert_eq!(v.frame_mappings(Pfn(GUEST_PAGE)), Some((0, 0)));
     assert_eq!(v.audit().anomalies(), 0);
+}
+
+#[test]
+fn active_cpu_follows_vmptrld_and_vmclear() {
+    let mut st = Storage::new(FRAMES);
+    let mut v = st.verifier();
+    let _x = setup(&mut v);
+    assert_eq!(v.vmcs_active_cpu(Pfn(VMCS01)), Some(CPU));
+    assert_eq!(v.vmcs_active_cpu(Pfn(VMCS02)), None);
+    assert_eq!(v.vmcs_active_cpu(Pfn(GUEST_PAGE)), None);
+    v.vmclear(CPU, Hpa(VMCS01 << 12)).unwrap();
+    assert_eq!(v.vmcs_active_cpu(Pfn(VMCS01)), None);
+}
+
+#[test]
+fn shadowing_needs_a_shadow_vmcs_of_the_vcpu() {
+    let mut st = Storage::new(FRAMES);
+    let mut v = st.verifier();
+    let x = setup(&mut v);
+    v.unregister_vmcs(Pfn(SHADOW)).unwrap();
+    assert_eq!(
+        w(
+            &mut v,
+            &x,
+            VmcsField::SECONDARY_VM_EXEC_CONTROL,
+            0xa2 | (1 << 14)
+        ),
+        Err(Denial::BadLinkPointer)
+    );
+}
+
+#[test]
+fn vmcs01_virtual_apic_may_be_zero() {
+    let mut st = Storage::new(FRAMES);
+    let mut v = st.verifier();
+    let x = setup(&mut v);
+    assert_eq!(w(&mut v, &x, VmcsField::VIRTUAL_APIC_PAGE_ADDR, 0), Ok(()));
+    assert_eq!(
+        w(&mut v, &x, VmcsField::VIRTUAL_APIC_PAGE_ADDR, VAPIC << 12),
+        Ok(())
+    );
+    assert_eq!(w(&mut v, &x, VmcsField::VIRTUAL_APIC_PAGE_ADDR, 0), Ok(()));
+    // The page is unpinned again.
+    assert_eq!(v.unregister_aux_page(Pfn(VAPIC)), Ok(()));
 }

@@ -593,6 +593,12 @@ impl<'a> Verifier<'a> {
         self.vmcs.get(usize::from(slot)).and_then(|r| r.ept_root)
     }
 
+    /// The CPU on which a registered VMCS is active (loaded by VMPTRLD and not yet cleared).
+    pub fn vmcs_active_cpu(&self, pfn: Pfn) -> Option<CpuId> {
+        let slot = self.vmcs_slot_of(pfn).ok()?;
+        self.vmcs.get(usize::from(slot)).and_then(|r| r.active_cpu)
+    }
+
     /// The VMCS current on a CPU, as tracked from VMPTRLD and VMCLEAR.
     pub fn current_vmcs(&self, cpu: CpuId) -> Option<Pfn> {
         let slot = self.cpu_record(cpu).ok()?.current?;

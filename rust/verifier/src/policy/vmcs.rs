@@ -31,7 +31,7 @@
 use super::cr::{cr0_verdict, cr3_root_verdict, cr4_pinned_verdict, CR4_VMXE};
 use super::denial::{CheckClass, Denial};
 use super::records::{AddrRef, AuxKind, AuxOwner, FrameState, Protected, VmcsKind, VmcsRecord};
-use super::types::{CpuId, Cr0, Cr3, Cr4, Hpa, Pfn, VmcsField, Vpid, PAGE_SIZE};
+use super::types::{CpuId, Cr0, Cr3, Cr4, Hpa, Pfn, VcpuId, VmcsField, Vpid, PAGE_SIZE};
 use super::vmcs_fields::{
     address_slot, field_policy, is_shadow_field, AddressField, ControlField, FieldPolicy, HostField,
 };
@@ -139,8 +139,8 @@ impl HostState {
 
 /// Checks a control field value against its required bits.
 ///
-/// `link_registered` tells whether the VMCS currently names a registered shadow VMCS (only
-/// relevant to the secondary controls of a vmcs01).
+/// `link_registered` tells whether the VMCS names, or may name, a registered shadow VMCS of
+/// its vCPU (only relevant to the secondary controls of a vmcs01).
 pub fn control_verdict(
     control: ControlField,
     kind: VmcsKind,
@@ -310,7 +310,12 @@ impl<'a> Verifier<'a> {
                 }
             }
             FieldPolicy::Control(control) => {
-                control_verdict(control, rec.kind, value, rec.link.is_some())?;
+                // set_current_vmptr() enables shadowing before it writes the link pointer, so
+                // a registered shadow VMCS of this vCPU is enough: the link pointer itself can
+                // only be INVALID or that shadow VMCS (see `link_verdict`).
+                let shadow_ok = rec.link.is_some()
+                    || (control == ControlField::Secondary && self.vcpu_has_shadow(rec.vcpu));
+                control_verdict(control, rec.kind, value, shadow_ok)?;
                 match control {
                     ControlField::Secondary => Ok(RecordUpdate::Secondary(
                         u32::try_from(value).map_err(|_| Denial::ValueTooWide)?,
@@ -428,6 +433,9 @@ impl<'a> Verifier<'a> {
             }
             // KVM writes INVALID_GPA to make VM entry fail when L1's page is unusable.
             AddressField::VirtualApic if nested && value == INVALID_LINK => return Ok(None),
+            // init_vmcs() writes 0 before the lapic page (or leaves 0 without TPR shadow);
+            // page 0 is reserved by the kernel and never handed out.
+            AddressField::VirtualApic if !nested && value == 0 => return Ok(None),
             AddressField::VirtualApic if hpa.is_page_aligned() => {
                 if nested {
                     self.vm_target(rec, pfn)
@@ -452,6 +460,14 @@ impl<'a> Verifier<'a> {
             return Err(Denial::CounterOverflow);
         }
         Ok(Some(target))
+    }
+
+    /// True if a shadow VMCS of `vcpu` is registered (a scan of the VMCS table; only done for
+    /// writes of the secondary controls, which KVM caches).
+    fn vcpu_has_shadow(&self, vcpu: VcpuId) -> bool {
+        self.vmcs
+            .iter()
+            .any(|r| r.live && r.kind == VmcsKind::Shadow && r.vcpu == vcpu)
     }
 
     /// `pfn` as a pinned target if it is an auxiliary page of `owner` and `kind`.

@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * HyperPS: the C half of hyperps.ko.
+ *
+ * The policy and all hook logic are in Rust (hyperps_main.rs, glue.rs).  This
+ * file holds what the 6.12 Rust abstractions lack: the ops table, a raw
+ * spinlock taken with IRQs off, page allocation with a gfp, the atomics on
+ * SPTEs, host state reads, INVEPT/INVVPID on all CPUs, the module parameter,
+ * debugfs, the trace event and rate-limited logging.
+ */
+#define pr_fmt(fmt) "hyperps: " fmt
+
+#include <linux/atomic.h>
+#include <linux/debugfs.h>
+#include <linux/gfp.h>
+#include <linux/hardirq.h>
+#include <linux/hyperps.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/sched.h>
+#include <linux/seq_file.h>
+#include <linux/smp.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
+#include <linux/vmalloc.h>
+#include <linux/workqueue.h>
+
+#include <asm/asm.h>
+#include <asm/cpu_entry_area.h>
+#include <asm/desc.h>
+#include <asm/mmu_context.h>
+#include <asm/msr.h>
+#include <asm/processor.h>
+#include <asm/tlbflush.h>
+
+#define CREATE_TRACE_POINTS
+#include "hps_trace.h"
+
+#include "hps_glue.h"
+
+/* All verifier state is behind this lock; hooks may run with IRQs off. */
+static DEFINE_RAW_SPINLOCK(hps_lock);
+
+unsigned long hps_c_lock(void)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&hps_lock, flags);
+	return flags;
+}
+
+void hps_c_unlock(unsigned long flags)
+{
+	raw_spin_unlock_irqrestore(&hps_lock, flags);
+}
+
+bool hps_c_in_nmi(void)
+{
+	return in_nmi();
+}
+
+/* mode=enforce (default) or mode=audit, writable at runtime. */
+static bool hps_enforce = true;
+
+bool hps_c_enforce(void)
+{
+	return READ_ONCE(hps_enforce);
+}
+
+static int hps_mode_set(const char *val, const struct kernel_param *kp)
+{
+	if (sysfs_streq(val, "enforce"))
+		WRITE_ONCE(hps_enforce, true);
+	else if (sysfs_streq(val, "audit"))
+		WRITE_ONCE(hps_enforce, false);
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int hps_mode_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", READ_ONCE(hps_enforce) ? "enforce" : "audit");
+}
+
+static const struct kernel_param_ops hps_mode_ops = {
+	.set = hps_mode_set,
+	.get = hps_mode_get,
+};
+module_param_cb(mode, &hps_mode_ops, NULL, 0644);
+MODULE_PARM_DESC(mode, "enforce: refused writes are not performed; audit: logged, then allowed");
+
+void *hps_c_vzalloc(size_t size)
+{
+	return vzalloc(size);
+}
+
+u64 hps_c_pa(const void *p)
+{
+	return __pa(p);
+}
+
+void *hps_c_va(u64 pa)
+{
+	return __va(pa);
+}
+
+/* A paging-structure page filled with @init_value (which also scrubs it). */
+void *hps_c_pt_page(gfp_t gfp, u64 init_value)
+{
+	void *pt = (void *)__get_free_page(gfp | (init_value ? 0 : __GFP_ZERO));
+
+	if (pt && init_value)
+		memset64(pt, init_value, PAGE_SIZE / sizeof(u64));
+	return pt;
+}
+
+void hps_c_free_page(void *p)
+{
+	free_page((unsigned long)p);
+}
+
+unsigned int hps_c_cpu(void)
+{
+	return raw_smp_processor_id();
+}
+
+unsigned int hps_c_nr_cpus(void)
+{
+	return nr_cpu_ids;
+}
+
+/* max_pfn is not exported; on x86-64 high_memory is __va(max_pfn << PAGE_SHIFT). */
+u64 hps_c_max_pfn(void)
+{
+	return (__pa((unsigned long)high_memory - 1) >> PAGE_SHIFT) + 1;
+}
+
+/* MAXPHYADDR as CPUID 0x80000008 reports it (KVM's kvm_host.maxphyaddr). */
+u8 hps_c_phys_bits(void)
+{
+	if (boot_cpu_data.extended_cpuid_level >= 0x80000008)
+		return cpuid_eax(0x80000008) & 0xff;
+	return 36;
+}
+
+u64 hps_c_cr4(void)
+{
+	return cr4_read_shadow();
+}
+
+u64 hps_c_zero_pfn(void)
+{
+	return page_to_pfn(ZERO_PAGE(0));
+}
+
+/* The host state KVM writes into the host-state area, computed as KVM does. */
+void hps_c_host_state(struct hps_host_state *hs)
+{
+	int cpu = raw_smp_processor_id();
+	struct desc_ptr dt;
+	u32 lo, hi;
+	u64 v;
+
+	hs->cr0 = read_cr0();
+	hs->cr3 = __get_current_cr3_fast();
+	hs->cr4 = cr4_read_shadow();
+	if (likely(current->mm && !test_thread_flag(TIF_ADDR32))) {
+		hs->fs_selector = current->thread.fsindex;
+		hs->gs_selector = current->thread.gsindex;
+		hs->fs_base = current->thread.fsbase;
+	} else {
+		savesegment(fs, hs->fs_selector);
+		savesegment(gs, hs->gs_selector);
+		rdmsrl(MSR_FS_BASE, v);
+		hs->fs_base = v;
+	}
+	/* vmx_set_host_fs_gs() writes 0 for an LDT or RPL != 0 selector. */
+	if (hs->fs_selector & 7)
+		hs->fs_selector = 0;
+	if (hs->gs_selector & 7)
+		hs->gs_selector = 0;
+	hs->gs_base = cpu_kernelmode_gs_base(cpu);
+	hs->tr_base = (unsigned long)&get_cpu_entry_area(cpu)->tss.x86_tss;
+	hs->gdtr_base = (unsigned long)get_current_gdt_ro();
+	store_idt(&dt);
+	hs->idtr_base = dt.address;
+	hs->sysenter_esp = (unsigned long)(cpu_entry_stack(cpu) + 1);
+	rdmsr(MSR_IA32_SYSENTER_CS, lo, hi);
+	hs->sysenter_cs = lo;
+	rdmsrl(MSR_IA32_SYSENTER_EIP, v);
+	hs->sysenter_eip = v;
+	rdmsrl(MSR_IA32_CR_PAT, v);
+	hs->pat = v;
+	rdmsrl(MSR_EFER, v);
+	hs->efer = v;
+	if (rdmsrl_safe(MSR_CORE_PERF_GLOBAL_CTRL, &v))
+		v = 0;
+	hs->perf_global_ctrl = v;
+}
+
+/* HOST_RIP must point into module space (kvm_intel's vmx_vmexit). */
+bool hps_c_module_addr(u64 addr)
+{
+	return addr >= MODULES_VADDR && addr < MODULES_END;
+}
+
+/*
+ * The last HPS_RING refusals, lockless so that CR refusals can be recorded
+ * from NMI; a reader racing with a writer may see a torn record.
+ */
+static struct hps_refusal hps_ring[HPS_RING];
+static atomic64_t hps_ring_seq = ATOMIC64_INIT(0);
+
+static const char * const hps_class_names[HPS_CLASSES] = {
+	"vmcs", "ept", "eptp", "cr0", "cr3", "cr4", "ownership", "vmx",
+	"registration",
+};
+
+static const char *hps_class_name(u32 class)
+{
+	return class < HPS_CLASSES ? hps_class_names[class] : "?";
+}
+
+void hps_c_report(u32 class, const char *reason, size_t len, u64 subject,
+		  u64 old, u64 new, bool enforced)
+{
+	u64 seq = atomic64_inc_return(&hps_ring_seq);
+	struct hps_refusal *r = &hps_ring[seq % HPS_RING];
+	char why[HPS_REASON_LEN];
+
+	len = min_t(size_t, len, HPS_REASON_LEN - 1);
+	memcpy(why, reason, len);
+	why[len] = '\0';
+
+	r->seq = seq;
+	r->class = class;
+	r->subject = subject;
+	r->old = old;
+	r->new = new;
+	r->enforced = enforced;
+	strscpy(r->reason, why, HPS_REASON_LEN);
+
+	trace_hyperps_refusal(class, why, subject, old, new, enforced);
+	pr_warn_ratelimited("refused %s write: %s subject 0x%llx old 0x%llx new 0x%llx (%s)\n",
+			    hps_class_name(class), why, subject, old, new,
+			    enforced ? "enforced" : "audit, allowed");
+}
+
+void hps_c_kill_vm(struct kvm *kvm)
+{
+	hyperps_kill_vm(kvm);
+}
+
+/* INVVPID/INVEPT all-context; a CPU outside VMX operation (#UD) is skipped. */
+static void hps_invvpid_one(void *unused)
+{
+	struct { u64 vpid, gva; } desc = { 0, 0 };
+
+	asm volatile("1: invvpid %0, %1\n2:\n"
+		     _ASM_EXTABLE(1b, 2b)
+		     : : "m"(desc), "r"(2UL) : "cc", "memory");
+}
+
+static void hps_invept_one(void *unused)
+{
+	struct { u64 eptp, gpa; } desc = { 0, 0 };
+
+	asm volatile("1: invept %0, %1\n2:\n"
+		     _ASM_EXTABLE(1b, 2b)
+		     : : "m"(desc), "r"(2UL) : "cc", "memory");
+}
+
+void hps_c_invvpid_all(void)
+{
+	on_each_cpu(hps_invvpid_one, NULL, 1);
+}
+
+void hps_c_invept_all(void)
+{
+	on_each_cpu(hps_invept_one, NULL, 1);
+}
+
+/* Deferred frees of paging-structure pages (they need a global INVEPT). */
+static void hps_work_fn(struct work_struct *work)
+{
+	hps_rs_deferred_work();
+}
+
+static DECLARE_WORK(hps_work, hps_work_fn);
+
+void hps_c_kick_work(void)
+{
+	schedule_work(&hps_work);
+}
+
+/* SPTE accesses with the atomicity of KVM's native code. */
+u64 hps_c_read(u64 *p)
+{
+	return READ_ONCE(*p);
+}
+
+void hps_c_write(u64 *p, u64 v)
+{
+	WRITE_ONCE(*p, v);
+}
+
+u64 hps_c_xchg(u64 *p, u64 v)
+{
+	return xchg(p, v);
+}
+
+bool hps_c_cmpxchg(u64 *p, u64 *old, u64 v)
+{
+	return try_cmpxchg64(p, old, v);
+}
+
+u64 hps_c_fetch_and(u64 *p, u64 mask)
+{
+	return (u64)atomic64_fetch_and(mask, (atomic64_t *)p);
+}
+
+static const struct hyperps_ops hps_ops = {
+	.abi_version = HYPERPS_ABI_VERSION,
+	.owner = THIS_MODULE,
+	.vmcs_write = hps_rs_vmcs_write,
+	.vmcs_load = hps_rs_vmcs_load,
+	.vmcs_clear = hps_rs_vmcs_clear,
+	.vmxon = hps_rs_vmxon,
+	.vmxoff = hps_rs_vmxoff,
+	.ept_load = hps_rs_ept_load,
+	.page_alloc = hps_rs_page_alloc,
+	.page_free = hps_rs_page_free,
+	.vcpu_create = hps_rs_vcpu_create,
+	.vcpu_free = hps_rs_vcpu_free,
+	.nested_enter = hps_rs_nested_enter,
+	.nested_leave = hps_rs_nested_leave,
+	.spte_xchg = hps_rs_spte_xchg,
+	.spte_store = hps_rs_spte_store,
+	.spte_cmpxchg = hps_rs_spte_cmpxchg,
+	.spte_and = hps_rs_spte_and,
+	.spte_xchg_batch = hps_rs_spte_xchg_batch,
+	.spte_fill = hps_rs_spte_fill,
+	.pt_alloc = hps_rs_pt_alloc,
+	.pt_free = hps_rs_pt_free,
+	.pt_root = hps_rs_pt_root,
+	.vm_create = hps_rs_vm_create,
+	.vm_destroy = hps_rs_vm_destroy,
+	.cr0_write = hps_rs_cr0_write,
+	.cr3_write = hps_rs_cr3_write,
+	.cr4_write = hps_rs_cr4_write,
+	.ksm_merge = hps_rs_ksm_merge,
+};
+
+int hps_c_register(void)
+{
+	return hyperps_register_ops(&hps_ops);
+}
+
+/* debugfs: counters and the last refusals. */
+static struct dentry *hps_dir;
+
+/* Bench hook: refuse every VMWRITE to this field (root only, debugfs). */
+static u64 hps_test_field = U64_MAX;
+
+u64 hps_c_test_field(void)
+{
+	return READ_ONCE(hps_test_field);
+}
+
+static int hps_counters_show(struct seq_file *m, void *v)
+{
+	struct hps_stats *s = kzalloc(sizeof(*s), GFP_KERNEL);
+	int i;
+
+	if (!s)
+		return -ENOMEM;
+	hps_rs_stats(s);
+	seq_printf(m, "mode %s\n", READ_ONCE(hps_enforce) ? "enforce" : "audit");
+	for (i = 0; i < HPS_CLASSES; i++)
+		seq_printf(m, "%-12s verified %llu refused %llu\n",
+			   hps_class_names[i], s->verified[i], s->refused[i]);
+	seq_printf(m, "anomalies %llu lost %llu deferred_frees %llu leaked_pages %llu live_vms %llu live_vcpus %llu noinstr_refused %lu\n",
+		   s->anomalies, s->lost, s->deferred, s->leaked, s->vms,
+		   s->vcpus, hyperps_noinstr_refusals());
+	kfree(s);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(hps_counters);
+
+static int hps_refusals_show(struct seq_file *m, void *v)
+{
+	u64 last = atomic64_read(&hps_ring_seq);
+	u64 seq = last > HPS_RING ? last - HPS_RING + 1 : 1;
+
+	for (; seq <= last; seq++) {
+		struct hps_refusal r = hps_ring[seq % HPS_RING];
+
+		r.reason[HPS_REASON_LEN - 1] = '\0';
+		seq_printf(m, "%llu %s %s subject 0x%llx old 0x%llx new 0x%llx %s\n",
+			   r.seq, hps_class_name(r.class), r.reason, r.subject,
+			   r.old, r.new, r.enforced ? "enforced" : "audit");
+	}
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(hps_refusals);
+
+int hps_c_init(void)
+{
+	hps_dir = debugfs_create_dir("hyperps", NULL);
+	debugfs_create_file("counters", 0400, hps_dir, NULL, &hps_counters_fops);
+	debugfs_create_file("refusals", 0400, hps_dir, NULL, &hps_refusals_fops);
+	debugfs_create_x64("test_refuse_field", 0600, hps_dir, &hps_test_field);
+	return 0;
+}
+
+void hps_c_exit(void)
+{
+	debugfs_remove_recursive(hps_dir);
+}

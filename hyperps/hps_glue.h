@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Interface between the Rust part of hyperps.ko (glue.rs) and its C part
+ * (hps_glue.c).
+ */
+#ifndef _HPS_GLUE_H
+#define _HPS_GLUE_H
+
+#include <linux/hyperps.h>
+#include <linux/types.h>
+
+/* Shared with Rust (glue.rs); keep the layouts in sync. */
+struct hps_host_state {
+	u64 cr0, cr3, cr4;
+	u64 fs_base, gs_base, tr_base, gdtr_base, idtr_base;
+	u64 sysenter_esp, sysenter_eip, pat, efer, perf_global_ctrl;
+	u32 sysenter_cs;
+	u16 fs_selector, gs_selector;
+};
+
+#define HPS_CLASSES	9
+#define HPS_RING	256
+#define HPS_REASON_LEN	40
+
+struct hps_stats {
+	u64 verified[HPS_CLASSES];
+	u64 refused[HPS_CLASSES];
+	u64 anomalies, lost, deferred, leaked, vms, vcpus;
+};
+
+struct hps_refusal {
+	u64 seq, subject, old, new;
+	u32 class;
+	bool enforced;
+	char reason[HPS_REASON_LEN];
+};
+
+/* Implemented in Rust. */
+int hps_rs_vmcs_write(unsigned long field, unsigned long value);
+int hps_rs_vmcs_load(u64 pa);
+int hps_rs_vmcs_clear(u64 pa);
+int hps_rs_vmxon(u64 pa);
+int hps_rs_vmxoff(bool emergency);
+int hps_rs_ept_load(struct kvm *kvm, struct kvm_vcpu *vcpu, u64 root, u64 eptp);
+int hps_rs_page_alloc(u32 type, u64 pa);
+int hps_rs_page_free(u32 type, u64 pa);
+int hps_rs_vcpu_create(const struct hyperps_vcpu_info *info);
+void hps_rs_vcpu_free(struct kvm *kvm, struct kvm_vcpu *vcpu);
+void hps_rs_nested_enter(const struct hyperps_nested_info *info);
+void hps_rs_nested_leave(struct kvm *kvm, struct kvm_vcpu *vcpu);
+u64 hps_rs_spte_xchg(u64 *sptep, u64 new_spte, int level);
+void hps_rs_spte_store(u64 *sptep, u64 new_spte, int level);
+bool hps_rs_spte_cmpxchg(u64 *sptep, u64 *old_spte, u64 new_spte, int level);
+u64 hps_rs_spte_and(u64 *sptep, u64 mask, int level);
+void hps_rs_spte_xchg_batch(u64 *sptep, unsigned int nr, u64 new_spte,
+			    u64 *old_sptes, int level);
+void hps_rs_spte_fill(u64 *pt, u64 first_spte, u64 step, int level);
+void *hps_rs_pt_alloc(struct kvm *kvm, u64 init_value, gfp_t gfp);
+void hps_rs_pt_free(void *pt);
+void hps_rs_pt_root(struct kvm *kvm, void *pt, int level);
+int hps_rs_vm_create(struct kvm *kvm, struct mm_struct *mm);
+void hps_rs_vm_destroy(struct kvm *kvm);
+int hps_rs_cr0_write(unsigned long val);
+int hps_rs_cr3_write(unsigned long val);
+int hps_rs_cr4_write(unsigned long val);
+int hps_rs_ksm_merge(struct mm_struct *mm, unsigned long addr,
+		     unsigned long pfn, unsigned long kpfn);
+void hps_rs_stats(struct hps_stats *out);
+void hps_rs_deferred_work(void);
+
+/* Called from Rust. */
+unsigned long hps_c_lock(void);
+void hps_c_unlock(unsigned long flags);
+bool hps_c_in_nmi(void);
+bool hps_c_enforce(void);
+void *hps_c_vzalloc(size_t size);
+u64 hps_c_pa(const void *p);
+void *hps_c_va(u64 pa);
+void *hps_c_pt_page(gfp_t gfp, u64 init_value);
+void hps_c_free_page(void *p);
+unsigned int hps_c_cpu(void);
+unsigned int hps_c_nr_cpus(void);
+u64 hps_c_max_pfn(void);
+u8 hps_c_phys_bits(void);
+u64 hps_c_cr4(void);
+u64 hps_c_zero_pfn(void);
+void hps_c_host_state(struct hps_host_state *hs);
+bool hps_c_module_addr(u64 addr);
+void hps_c_report(u32 class, const char *reason, size_t len, u64 subject,
+		  u64 old, u64 new, bool enforced);
+void hps_c_kill_vm(struct kvm *kvm);
+void hps_c_invvpid_all(void);
+void hps_c_invept_all(void);
+void hps_c_kick_work(void);
+u64 hps_c_read(u64 *p);
+void hps_c_write(u64 *p, u64 v);
+u64 hps_c_xchg(u64 *p, u64 v);
+bool hps_c_cmpxchg(u64 *p, u64 *old, u64 v);
+u64 hps_c_fetch_and(u64 *p, u64 mask);
+u64 hps_c_test_field(void);
+int hps_c_register(void);
+int hps_c_init(void);
+void hps_c_exit(void);
+
+#endif /* _HPS_GLUE_H */
