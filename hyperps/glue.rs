@@ -96,6 +96,7 @@ pub(crate) mod c {
         pub(crate) fn hps_c_in_nmi() -> bool;
         pub(crate) fn hps_c_enforce() -> bool;
         pub(crate) fn hps_c_vzalloc(size: usize) -> *mut c_void;
+        pub(crate) fn hps_c_free_tables();
         pub(crate) fn hps_c_pa(p: *const c_void) -> u64;
         pub(crate) fn hps_c_pt_page(gfp: c_uint, init_value: u64) -> *mut c_void;
         pub(crate) fn hps_c_free_page(p: *mut c_void);
@@ -223,6 +224,17 @@ pub(crate) fn install(state: State) {
     let flags = unsafe { c::hps_c_lock() };
     // SAFETY: the lock is held, so no other reference to the state exists.
     unsafe { *STATE.0.get() = Some(state) };
+    // SAFETY: `flags` comes from the matching `hps_c_lock`.
+    unsafe { c::hps_c_unlock(flags) };
+}
+
+/// Drops the state again, so that module init can free the tables when registration failed.
+/// No hook uses the state then: the ops were never registered.
+pub(crate) fn uninstall() {
+    // SAFETY: `hps_c_lock` has no precondition.
+    let flags = unsafe { c::hps_c_lock() };
+    // SAFETY: the lock is held, so no other reference to the state exists.
+    unsafe { *STATE.0.get() = None };
     // SAFETY: `flags` comes from the matching `hps_c_lock`.
     unsafe { c::hps_c_unlock(flags) };
 }

@@ -91,9 +91,29 @@ static const struct kernel_param_ops hps_mode_ops = {
 module_param_cb(mode, &hps_mode_ops, NULL, 0644);
 MODULE_PARM_DESC(mode, "enforce: refused writes are not performed; audit: logged, then allowed");
 
+/*
+ * The verifier's tables.  They live as long as the module, which a registered
+ * backend is pinned for; they are freed only when module init fails.
+ */
+static void *hps_tables[32];
+static unsigned int hps_nr_tables;
+
 void *hps_c_vzalloc(size_t size)
 {
-	return vzalloc(size);
+	void *p;
+
+	if (hps_nr_tables == ARRAY_SIZE(hps_tables))
+		return NULL;
+	p = vzalloc(size);
+	if (p)
+		hps_tables[hps_nr_tables++] = p;
+	return p;
+}
+
+void hps_c_free_tables(void)
+{
+	while (hps_nr_tables)
+		vfree(hps_tables[--hps_nr_tables]);
 }
 
 u64 hps_c_pa(const void *p)

@@ -74,6 +74,7 @@ void hps_c_unlock(unsigned long flags);
 bool hps_c_in_nmi(void);
 bool hps_c_enforce(void);
 void *hps_c_vzalloc(size_t size);
+void hps_c_free_tables(void);
 u64 hps_c_pa(const void *p);
 void *hps_c_va(u64 pa);
 void *hps_c_pt_page(gfp_t gfp, u64 init_value);

@@ -39,7 +39,7 @@ const EPT_CAP_AD: u64 = 1 << 21;
 
 module! {
     type: HyperPs,
-    name: "hyperps_backend",
+    name: "hyperps",
     author: "The HyperPS developers",
     description: "HyperPS: verify VMCS, EPT and control-register writes of a KVM host",
     license: "GPL",
@@ -64,8 +64,9 @@ fn alloc_table<T: Copy>(n: usize, init: T) -> Result<&'static mut [T]> {
         // SAFETY: `p` points to `n` records of `T`; `i < n`.
         unsafe { p.add(i).write(init) };
     }
-    // SAFETY: `p` points to `n` initialised records that nothing else references, and the
-    // allocation lives for the rest of the kernel's lifetime.
+    // SAFETY: `p` points to `n` initialised records that nothing else references. The
+    // allocation is freed only by `hps_c_free_tables()`, which init calls on failure after
+    // every slice made here has been dropped; otherwise it lives as long as the (pinned) module.
     Ok(unsafe { core::slice::from_raw_parts_mut(p, n) })
 }
 
@@ -150,16 +151,28 @@ impl kernel::Module for HyperPs {
         let config = host_config(&caps);
         pr_info!("config {:?}\n", config);
         glue::set_cr_config(&config);
-        glue::install(build_state(config)?);
+        let state = build_state(config).inspect_err(|_| {
+            pr_err!("cannot allocate the verifier's tables\n");
+            // SAFETY: `build_state` failed, so no slice of the tables survives.
+            unsafe { c::hps_c_free_tables() };
+        })?;
+        glue::install(state);
         // SAFETY: no precondition.
         unsafe { c::hps_c_init() };
         // Last step: from here on the module is pinned and every hook is live.
         // SAFETY: process context; the state is installed.
         let ret = unsafe { c::hps_c_register() };
         if ret != 0 {
-            pr_err!("hyperps_register_ops() failed: {}\n", ret);
+            if ret == EBUSY.to_errno() {
+                pr_err!("kvm_intel is loaded or another backend is registered: load hyperps before kvm_intel\n");
+            } else {
+                pr_err!("hyperps_register_ops() failed: {}\n", ret);
+            }
             // SAFETY: debugfs was set up above.
             unsafe { c::hps_c_exit() };
+            glue::uninstall();
+            // SAFETY: the state that referenced the tables was dropped by `uninstall`.
+            unsafe { c::hps_c_free_tables() };
             return Err(Error::from_errno(ret));
         }
         Ok(HyperPs)
