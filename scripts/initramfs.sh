@@ -3,8 +3,10 @@
 # Build a bench initramfs: busybox, the /init that runs a plan, the kernel modules, hyperps.ko
 # and the programs the plan needs.
 #
-#   scripts/initramfs.sh test OUT.cpio.gz   KVM smoke, hyperps load/unload, upstream KVM selftests
-#   scripts/initramfs.sh run  OUT.cpio.gz   hyperps loaded, then a real Linux guest under QEMU/KVM
+#   scripts/initramfs.sh test OUT.cpio.gz   KVM smoke and upstream KVM selftests, without and
+#                                           with hyperps.ko; hyperps load, mode and counter checks
+#   scripts/initramfs.sh run  OUT.cpio.gz   hyperps loaded, then a real Linux guest under QEMU/KVM,
+#                                           then what hyperps verified and refused
 source "$(dirname "$0")/lib.sh"
 
 mode=$1 out=$2
@@ -20,6 +22,11 @@ for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-intel.ko; do
 done
 [ -f "$HPS_TOP/hyperps/hyperps.ko" ] || hps_die "hyperps.ko is not built; run make module"
 cp "$HPS_TOP/hyperps/hyperps.ko" "$root/hps/modules/"
+if [ "$mode" = test ]; then
+	attack=$HPS_TOP/selftests/hyperps-attack/hyperps_attack.ko
+	[ -f "$attack" ] || hps_die "hyperps_attack.ko is not built; run make module"
+	cp "$attack" "$root/hps/modules/"
+fi
 
 cp /bin/busybox "$root/bin/busybox"
 cp "$HPS_TOP/selftests/bench/init" "$root/init"
@@ -29,25 +36,47 @@ chmod +x "$root/init" "$root"/hps/*.sh
 plan=$root/hps/plan
 add() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$plan"; }
 : >"$plan"
-add setup:kvm_modules_load 60 "/hps/load-kvm.sh"
 
 case "$mode" in
 test)
-	add hyperps_load_unload 60 "/hps/hyperps-load-unload.sh"
+	add setup:kvm_modules_load 60 "/hps/load-kvm.sh"
+	# The same tests twice in one boot: first without HyperPS, then with hyperps.ko registered
+	# (it must be loaded before kvm_intel, so kvm_intel is reloaded in between).
 	for t in "$HPS_BUILD"/selftests/hyperps/x86_64/*; do
 		install -D -s "$t" "$root/hps/tests/$(basename "$t")"
-		add "hyperps/$(basename "$t")" 120 "/hps/tests/$(basename "$t")"
 	done
-	while read -r test secs args; do
+	mapfile -t upstream < <(grep -v -e '^#' -e '^[[:space:]]*$' \
+		"${HPS_KVM_LIST:-$HPS_TOP/selftests/kvm-upstream.list}")
+	for line in "${upstream[@]}"; do
+		read -r test _ <<<"$line"
 		install -D -s "$HPS_BUILD/selftests/kvm/$test" "$root/hps/kvm/$test"
-		# The bench runs 2-3x slower than the guest clock suggests; 120 s is kselftest's limit.
-		add "kvm/$test" 120 "/hps/kvm/$test ${args//\"/}"
-	done < <(grep -v -e '^#' -e '^[[:space:]]*$' "${HPS_KVM_LIST:-$HPS_TOP/selftests/kvm-upstream.list}")
+	done
+	add_tests() {	# add_tests PREFIX
+		local t line test secs args
+		for t in "$root"/hps/tests/*; do
+			add "$1hyperps/$(basename "$t")" 120 "/hps/tests/$(basename "$t")"
+		done
+		for line in "${upstream[@]}"; do
+			read -r test secs args <<<"$line"
+			# The bench runs 2-3x slower than the guest clock suggests; 120 s is kselftest's
+			# limit. The verifier adds guest time (it runs on the same emulated CPU).
+			add "$1kvm/$test" 240 "/hps/kvm/$test ${args//\"/}"
+		done
+	}
+	add_tests ""
+	add hyperps_load_refused 60 "/hps/hyperps-load-refused.sh"
+	add setup:hyperps_on 60 "/hps/load-kvm.sh --hyperps"
+	add hyperps_registered 60 "/hps/hyperps-registered.sh"
+	add_tests "with-hyperps/"
+	add hyperps_counters 60 "/hps/hyperps-counters.sh"
+	add hyperps_attack_cr 60 "/hps/hyperps-attack-cr.sh"
 	;;
 run)
-	add hyperps_load 60 "insmod /hps/modules/hyperps.ko && grep -q '^hyperps ' /proc/modules"
+	# What a user does: hyperps.ko first, then kvm_intel, then a real guest.
+	add setup:hyperps_kvm_load 60 "/hps/load-kvm.sh --hyperps"
 	"$HPS_TOP/scripts/qemu-payload.sh" "$root"
 	add qemu_linux_guest 300 "/hps/run-guest.sh"
+	add hyperps_report 60 "/hps/hyperps-report.sh"
 	;;
 *) hps_die "usage: $0 test|run OUT" ;;
 esac

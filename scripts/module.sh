@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Build hyperps.ko against the bench kernel, or lint it.
-#   scripts/module.sh build    hyperps/hyperps.ko
+#   scripts/module.sh build    hyperps/hyperps.ko and the test-only selftests/hyperps-attack
 #   scripts/module.sh clippy   the kernel's clippy lints, warnings are errors (nothing shipped)
 #   scripts/module.sh fmt      rustfmt --check with the kernel's rustfmt configuration
 source "$(dirname "$0")/lib.sh"
@@ -16,6 +16,9 @@ build)
 	need_kernel
 	"${kmake[@]}" modules
 	hps_say "built $HPS_TOP/hyperps/hyperps.ko"
+	# The test-only module of the refusal tests (never shipped).
+	make -C "$HPS_KOBJ" M="$HPS_TOP/selftests/hyperps-attack" -j"$(hps_jobs)" modules
+	hps_say "built $HPS_TOP/selftests/hyperps-attack/hyperps_attack.ko (tests only)"
 	;;
 clippy)
 	need_kernel

@@ -31,14 +31,19 @@ echo "CPU (bench):     Bochs corei7_skylake_x:$(first '^HPS-BOOT' | sed -n 's/.*
 echo "hyperps.ko:      $(first 'hyperps: version' | sed 's/^hyperps: //')"
 echo "VMX (MSRs):      $(first 'hyperps: VMX features:' | sed 's/^hyperps: VMX features: //')"
 echo "kvm_intel:       $(first 'kvm_intel.ept=')"
-echo "HyperPS checks:  none yet: this build has no verification hooks (security level: none;"
-echo "                 L1 value verification is the next milestone). Nothing was verified or refused."
+echo "HyperPS mode:    $(first '^hyperps.mode=' | sed 's/^hyperps.mode=//')"
 echo "Guest (QEMU on /dev/kvm inside the bench):"
 strip_ts <"$log" | grep -a -e '^HPS-GUEST' | grep -v '^HPS-GUEST-START' | sed 's/^/    /'
 start=$(first '^HPS-GUEST-START' | awk '{print $2}')
 end=$(first '^HPS-GUEST-EXIT' | sed -n 's/.*uptime=//p')
 [ -n "$start" ] && [ -n "$end" ] &&
 	echo "    guest run took $(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b - a}') s of bench time"
+echo "HyperPS verified and refused (debugfs hyperps/counters after the guest exited):"
+{ strip_ts <"$log" | grep -a '^HPS-COUNTERS ' || echo "HPS-COUNTERS (none: hyperps.ko did not report)"; } |
+	sed 's/^HPS-COUNTERS /    /'
+refused=$(strip_ts <"$log" | grep -a -c '^HPS-REFUSED ' || true)
+echo "Refused writes logged: $refused"
+{ strip_ts <"$log" | grep -a '^HPS-REFUSED ' || true; } | head -10 | sed 's/^HPS-REFUSED /    /'
 echo "Bench results:"
 judge_rc=0
 python3 "$HPS_TOP/scripts/tap-judge.py" "$log" >"$HPS_LOGS/run.judge" || judge_rc=$?

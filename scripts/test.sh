@@ -70,8 +70,9 @@ check selftests-build "$HPS_LOGS/selftests-build.log" "$HPS_TOP/scripts/selftest
 check initramfs "$HPS_LOGS/initramfs-test.log" \
 	"$HPS_TOP/scripts/initramfs.sh" test "$HPS_BUILD/initramfs-test.cpio.gz" || summary
 
-hps_say "make test: bench run on emulated VT-x (Bochs; about 20 minutes)"
-"$HPS_TOP/scripts/bench.sh" test "$HPS_BUILD/initramfs-test.cpio.gz"
+hps_say "make test: bench run on emulated VT-x (Bochs; the selftests without, then with HyperPS; about 30 minutes)"
+# The budget keeps the whole of make test inside CI's 90 minutes even if the bench misbehaves.
+"$HPS_TOP/scripts/bench.sh" test "$HPS_BUILD/initramfs-test.cpio.gz" --budget 4200
 python3 "$HPS_TOP/scripts/tap-judge.py" "$HPS_LOGS/test.serial.log" \
 	--results "$HPS_LOGS/bench-test.results" >/dev/null
 sed 's/^\([a-z]*\)\t/\1\tbench:/' "$HPS_LOGS/bench-test.results" >>"$results"

@@ -1,0 +1,34 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Refusal tests: hyperps_attack.ko plays a compromised host that clears CR0.WP and CR4.SMEP
+# through the kernel's own CR-write functions. Each attempt must be refused, counted and
+# logged; the register keeps its bit, and KVM still runs guests afterwards.
+d=/sys/kernel/debug
+n=0
+failed=0
+check() {
+	n=$((n + 1))
+	if eval "$2"; then echo "ok $n $1"; else echo "not ok $n $1"; failed=1; fi
+}
+refused() { awk -v c="$1" '$1 == c && $4 == "refused" { print $5 }' $d/hyperps/counters; }
+
+echo "TAP version 13"
+echo "1..10"
+[ "$(cat /sys/module/hyperps/parameters/mode)" = enforce ] || echo enforce >/sys/module/hyperps/parameters/mode
+check "load the attack module" "insmod /hps/modules/hyperps_attack.ko"
+dmesg -c >/dev/null
+for attack in cr0_wp_clear cr4_smep_clear; do
+	class=${attack%%_*}
+	before=$(refused "$class")
+	out=$(cat $d/hyperps_attack/$attack)
+	echo "# $attack: $out"
+	after=$(refused "$class")
+	check "$attack is refused and the bit stays set" "echo '$out' | grep -q '^refused '"
+	check "$attack is counted ($class refused $before -> $after)" "[ \"$after\" -eq \$(($before + 1)) ]"
+	check "$attack is in the refusal log" "grep -q \" $class \" $d/hyperps/refusals"
+done
+check "a refusal line is in the kernel log" "dmesg | grep -q 'hyperps: .*refused'"
+check "KVM still runs a guest" "/hps/tests/exit_smoke_test >/dev/null"
+check "unload the attack module" "rmmod hyperps_attack"
+dmesg | grep hyperps | sed 's/^/  /'
+exit $failed

@@ -1,0 +1,24 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Loads of hyperps.ko that must fail cleanly: kvm_intel is loaded (the backend would miss the
+# VMX state that already exists), and a bad mode. Nothing may stay loaded or registered.
+ko=/hps/modules/hyperps.ko
+n=0
+failed=0
+check() {
+	n=$((n + 1))
+	if eval "$2"; then echo "ok $n $1"; else echo "not ok $n $1"; failed=1; fi
+}
+loaded() { grep -q '^hyperps ' /proc/modules; }
+
+echo "TAP version 13"
+echo "1..5"
+dmesg -c >/dev/null
+check "kvm_intel is loaded (precondition)" "grep -q '^kvm_intel ' /proc/modules"
+check "insmod hyperps.ko fails while kvm_intel is loaded" "! insmod $ko"
+check "the log says to load hyperps before kvm_intel" \
+	"! loaded && dmesg | grep 'hyperps:' | grep -q 'before kvm_intel'"
+check "insmod hyperps.ko mode=bogus fails" "! insmod $ko mode=bogus && ! loaded"
+check "KVM still runs guests" "/hps/tests/exit_smoke_test >/dev/null"
+dmesg | grep 'hyperps' | sed 's/^/  /'
+exit $failed
