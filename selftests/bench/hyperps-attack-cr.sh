@@ -4,12 +4,7 @@
 # through the kernel's own CR-write functions. Each attempt must be refused, counted and
 # logged; the register keeps its bit, and KVM still runs guests afterwards.
 d=/sys/kernel/debug
-n=0
-failed=0
-check() {
-	n=$((n + 1))
-	if eval "$2"; then echo "ok $n $1"; else echo "not ok $n $1"; failed=1; fi
-}
+. /hps/tap.sh
 refused() { awk -v c="$1" '$1 == c && $4 == "refused" { print $5 }' $d/hyperps/counters; }
 
 echo "TAP version 13"

@@ -3,12 +3,7 @@
 # After the upstream KVM selftests ran under hyperps.ko: nothing legitimate was refused, and
 # every check class those tests exercise verified writes.
 c=/sys/kernel/debug/hyperps/counters
-n=0
-failed=0
-check() {
-	n=$((n + 1))
-	if eval "$2"; then echo "ok $n $1"; else echo "not ok $n $1"; failed=1; fi
-}
+. /hps/tap.sh
 verified() { awk -v c="$1" '$1 == c && $2 == "verified" { print $3 }' $c; }
 
 echo "TAP version 13"

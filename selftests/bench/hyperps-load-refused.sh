@@ -3,12 +3,7 @@
 # Loads of hyperps.ko that must fail cleanly: kvm_intel is loaded (the backend would miss the
 # VMX state that already exists), and a bad mode. Nothing may stay loaded or registered.
 ko=/hps/modules/hyperps.ko
-n=0
-failed=0
-check() {
-	n=$((n + 1))
-	if eval "$2"; then echo "ok $n $1"; else echo "not ok $n $1"; failed=1; fi
-}
+. /hps/tap.sh
 loaded() { grep -q '^hyperps ' /proc/modules; }
 
 echo "TAP version 13"

@@ -4,12 +4,7 @@
 # counters, switches modes through sysfs, and cannot be unloaded (the registry pins it).
 mode=/sys/module/hyperps/parameters/mode
 dbg=/sys/kernel/debug/hyperps
-n=0
-failed=0
-check() {
-	n=$((n + 1))
-	if eval "$2"; then echo "ok $n $1"; else echo "not ok $n $1"; failed=1; fi
-}
+. /hps/tap.sh
 
 echo "TAP version 13"
 echo "1..9"
