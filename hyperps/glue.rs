@@ -10,8 +10,9 @@
 //!   they apply the stateless rules only and count with atomics, so the context-switch path is
 //!   O(1) and lock-free.
 //! * **Ownership.** A frame becomes owned by a VM when it is first mapped by a leaf of that VM
-//!   (donation from `Host`). A frame of a destroyed VM is reclaimed and re-donated when the
-//!   next VM maps it. Pages that enter HyperPS protection (paging structures, VMCS, aux pages)
+//!   (donation from `Host`). A frame that its VM no longer maps (the VM was destroyed, or KVM
+//!   zapped the mapping and the host reused the page) is reclaimed and re-donated when the
+//!   next VM maps it; a frame another VM still maps is refused (`EptForeignFrame`). Pages that enter HyperPS protection (paging structures, VMCS, aux pages)
 //!   are reclaimed from their previous owner first.
 //! * **Scrubbing.** Paging-structure pages are scrubbed for real (filled before they are
 //!   registered). Guest frames are not: in KVM guest memory is VMM (host) memory that the
@@ -88,6 +89,10 @@ pub(crate) mod c {
         pub(crate) leaked: u64,
         pub(crate) vms: u64,
         pub(crate) vcpus: u64,
+        pub(crate) frames_host: u64,
+        pub(crate) frames_vm: u64,
+        pub(crate) frames_shared: u64,
+        pub(crate) frames_protected: u64,
     }
 
     extern "C" {
@@ -139,10 +144,17 @@ pub(crate) mod c {
 pub(crate) struct VmSlot {
     kvm: usize,
     id: u32,
+    /// The APIC-access page, donated when a VMCS names it (0: none). The guest may never map
+    /// it, so no leaf zap returns it; the VM's destruction does.
+    apic_access: u64,
 }
 
 impl VmSlot {
-    pub(crate) const FREE: VmSlot = VmSlot { kvm: 0, id: 0 };
+    pub(crate) const FREE: VmSlot = VmSlot {
+        kvm: 0,
+        id: 0,
+        apic_access: 0,
+    };
 }
 
 /// A vCPU the glue knows, with the frames registered for it (0: none).
@@ -450,18 +462,41 @@ impl State {
         }
     }
 
-    /// Donates a host frame, or re-donates a frame of a destroyed VM, to `vm`.
+    /// Donates a host frame, or re-donates a frame that another VM no longer maps, to `vm`.
+    /// A frame KVM has unmapped is back in the host's hands (a memslot went away, the VMM
+    /// freed the memory) and the page allocator may hand it to anyone; only a frame that
+    /// another VM still maps stays that VM's, so the leaf is refused as a foreign frame.
     fn own(&mut self, vm: VmId, pfn: Pfn) {
         match self.v.frame_state(pfn) {
             Some(FrameState::Host) => {
                 chk(self.v.donate_to_vm(vm, pfn, 1), pfn.0);
             }
-            Some(FrameState::Vm(o)) if o != vm && !self.v.vm_is_live(o) => {
+            Some(FrameState::Vm(o)) if o != vm => {
                 if self.reclaim(pfn) {
                     chk(self.v.donate_to_vm(vm, pfn, 1), pfn.0);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Gives the frames of the replaced leaf `old` back to the host if no leaf maps them any
+    /// more, so a VM owns a frame only while it maps it and a destroyed VM leaves nothing
+    /// behind. KSM shares stay: the KSM page lives on in host page tables.
+    fn release_unmapped(&mut self, old: u64, level: EptLevel) {
+        let cfg = *self.v.config();
+        let Ok(EptClass::Leaf { pfn, size, .. }) = classify_spte(EptEntry(old), level, &cfg) else {
+            return;
+        };
+        if pfn.0 >= self.v.frame_count() {
+            return;
+        }
+        for i in 0..size.frames() {
+            if let Some(p) = pfn.checked_add(i) {
+                if matches!(self.v.frame_state(p), Some(FrameState::Vm(_))) {
+                    self.reclaim(p);
+                }
+            }
         }
     }
 
@@ -783,6 +818,11 @@ impl State {
             );
         } else if f == VmcsField::APIC_ACCESS_ADDR || kind == Some(VmcsKind::Vmcs02) {
             self.own(vm, pfn);
+            if f == VmcsField::APIC_ACCESS_ADDR && kind == Some(VmcsKind::Vmcs01) {
+                if let Some(s) = self.vms.iter_mut().find(|s| s.kvm != 0 && s.id == slot.vm) {
+                    s.apic_access = pfn.0;
+                }
+            }
         } else {
             // vmcs01: the vCPU's lapic page or its posted-interrupt descriptor (inside the
             // vCPU structure; registered on use because it may share a frame with the MSR
@@ -1223,7 +1263,12 @@ fn spte_write(
             Ok(plan) => {
                 ran = true;
                 match perform() {
-                    Some(old) => st.v.commit_spte(plan, EptEntry(old)),
+                    Some(old) => {
+                        st.v.commit_spte(plan, EptEntry(old));
+                        if let Some(level) = level {
+                            st.release_unmapped(old, level);
+                        }
+                    }
                     None => drop(plan),
                 }
                 None
@@ -1471,6 +1516,7 @@ extern "C" fn hps_rs_vm_create(kvm: *mut c_void, _mm: *mut c_void) -> c_int {
             *s = VmSlot {
                 kvm: kvm as usize,
                 id: id.to_raw(),
+                apic_access: 0,
             };
         }
         Ok(())
@@ -1484,7 +1530,11 @@ extern "C" fn hps_rs_vm_destroy(kvm: *mut c_void) {
         let vm = st.vm_of(kvm as usize)?;
         st.deferred_pass1();
         if let Some(s) = st.vms.iter_mut().find(|s| s.kvm == kvm as usize) {
+            let apic_access = s.apic_access;
             *s = VmSlot::FREE;
+            if apic_access != 0 {
+                st.make_host(Pfn(apic_access));
+            }
         }
         if st.v.vm_ept_pages(vm).unwrap_or(0) != 0 {
             // KVM frees the last roots after an RCU grace period: destroy the record then.
@@ -1566,10 +1616,10 @@ extern "C" fn hps_rs_ksm_merge(
 ) -> c_int {
     let (addr, pfn, kpfn) = (addr as u64, pfn as u64, kpfn as u64);
     let r = locked(|st| {
-        // Frames of destroyed VMs that the host reuses (KSM also scans plain host processes)
-        // go back to the host first.
+        // Frames no VM maps any more that the host reuses (KSM also scans plain host
+        // processes) go back to the host first; reclaim() leaves mapped frames alone.
         for p in [Pfn(pfn), Pfn(kpfn)] {
-            if matches!(st.v.frame_state(p), Some(FrameState::Vm(o)) if !st.v.vm_is_live(o)) {
+            if matches!(st.v.frame_state(p), Some(FrameState::Vm(_))) {
                 st.reclaim(p);
             }
         }
@@ -1590,6 +1640,34 @@ extern "C" fn hps_rs_ksm_merge(
 
 // ---------------------------------------------------------------------------------------------
 // debugfs.
+
+/// Frames scanned per lock hold by [`frame_census`], so IRQs stay off only briefly.
+const CENSUS_CHUNK: u64 = 4096;
+
+/// Counts the frames of RAM by owner. The lock is dropped between chunks, so under load the
+/// figures are a near snapshot, not an atomic one.
+fn frame_census(out: &mut c::Stats) {
+    let mut pfn: u64 = 0;
+    loop {
+        let more = locked(|st| {
+            let end = pfn.saturating_add(CENSUS_CHUNK).min(st.v.frame_count());
+            while pfn < end {
+                match st.v.frame_state(Pfn(pfn)) {
+                    Some(FrameState::Host | FrameState::HostPgd) => out.frames_host += 1,
+                    Some(FrameState::Vm(_)) => out.frames_vm += 1,
+                    Some(FrameState::Shared(_) | FrameState::Zero) => out.frames_shared += 1,
+                    Some(FrameState::Protected(_)) => out.frames_protected += 1,
+                    None => {}
+                }
+                pfn += 1;
+            }
+            pfn < st.v.frame_count()
+        });
+        if more != Some(true) {
+            break;
+        }
+    }
+}
 
 #[no_mangle]
 extern "C" fn hps_rs_stats(out: *mut c::Stats) {
@@ -1612,6 +1690,7 @@ extern "C" fn hps_rs_stats(out: *mut c::Stats) {
         out.vms = st.vms.iter().filter(|s| s.kvm != 0).count() as u64;
         out.vcpus = st.vcpus.iter().filter(|s| s.vcpu != 0).count() as u64;
     });
+    frame_census(out);
     for (k, class) in [CheckClass::Cr0, CheckClass::Cr3, CheckClass::Cr4]
         .iter()
         .enumerate()

@@ -404,6 +404,9 @@ static int hps_counters_show(struct seq_file *m, void *v)
 	seq_printf(m, "anomalies %llu lost %llu deferred_frees %llu leaked_pages %llu live_vms %llu live_vcpus %llu noinstr_refused %lu\n",
 		   s->anomalies, s->lost, s->deferred, s->leaked, s->vms,
 		   s->vcpus, hyperps_noinstr_refusals());
+	seq_printf(m, "frames host %llu vm %llu shared %llu protected %llu\n",
+		   s->frames_host, s->frames_vm, s->frames_shared,
+		   s->frames_protected);
 	kfree(s);
 	return 0;
 }

@@ -26,6 +26,8 @@ struct hps_stats {
 	u64 verified[HPS_CLASSES];
 	u64 refused[HPS_CLASSES];
 	u64 anomalies, lost, deferred, leaked, vms, vcpus;
+	/* Frames of RAM by owner: host (incl. page-table roots), VMs, KSM shares, HyperPS. */
+	u64 frames_host, frames_vm, frames_shared, frames_protected;
 };
 
 struct hps_refusal {
