@@ -45,6 +45,9 @@ test)
 	for t in "$HPS_BUILD"/selftests/hyperps/x86_64/*; do
 		install -D -s "$t" "$root/hps/tests/$(basename "$t")"
 	done
+	for t in "$HPS_BUILD"/selftests/hyperps/attack/*; do
+		install -D -s "$t" "$root/hps/attack/$(basename "$t")"
+	done
 	mapfile -t upstream < <(grep -v -e '^#' -e '^[[:space:]]*$' \
 		"${HPS_KVM_LIST:-$HPS_TOP/selftests/kvm-upstream.list}")
 	for line in "${upstream[@]}"; do
@@ -70,6 +73,9 @@ test)
 	add_tests "with-hyperps/"
 	add hyperps_counters 60 "/hps/hyperps-counters.sh"
 	add hyperps_attack_cr 60 "/hps/hyperps-attack-cr.sh"
+	# hyperps_attack.ko stays loaded from the CR test.
+	add hyperps_attack_vm 180 "/hps/attack/hyperps_vm_attack_test"
+	add hyperps_attack_vm_audit 180 "/hps/hyperps-attack-vm-audit.sh"
 	;;
 run)
 	# What a user does: hyperps.ko first, then kvm_intel, then a real guest.
