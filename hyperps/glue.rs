@@ -133,6 +133,8 @@ pub(crate) mod c {
         pub(crate) fn hps_c_cmpxchg(p: *mut u64, old: *mut u64, v: u64) -> bool;
         pub(crate) fn hps_c_fetch_and(p: *mut u64, mask: u64) -> u64;
         pub(crate) fn hps_c_test_field() -> u64;
+        pub(crate) fn hps_c_root_set(pfn: u64, nr_pages: c_uint, known: bool);
+        pub(crate) fn hps_c_cr3_root_known(pfn: u64) -> bool;
         pub(crate) fn hps_c_register() -> c_int;
         pub(crate) fn hps_c_init() -> c_int;
         pub(crate) fn hps_c_exit();
@@ -1524,17 +1526,52 @@ extern "C" fn hps_rs_vm_create(kvm: *mut c_void, _mm: *mut c_void) -> c_int {
     registration_verdict(r, kvm as u64, 0)
 }
 
+/// Returns to the host the frames `vm` still owns but no leaf maps: pages that only a VMCS
+/// named (an L1 page in a vmcs02). Mapped ones go back when their leaf is zapped. Scans the
+/// frame table in chunks, and only while the VM owns any frame.
+fn reclaim_unmapped_frames(vm: VmId) {
+    let mut pfn: u64 = 0;
+    loop {
+        let more = locked(|st| {
+            if st.v.vm_owned_frames(vm).unwrap_or(0) == 0 {
+                return false;
+            }
+            let end = pfn.saturating_add(CENSUS_CHUNK).min(st.v.frame_count());
+            while pfn < end {
+                if st.v.frame_state(Pfn(pfn)) == Some(FrameState::Vm(vm)) {
+                    st.reclaim(Pfn(pfn));
+                }
+                pfn += 1;
+            }
+            pfn < st.v.frame_count()
+        });
+        if more != Some(true) {
+            break;
+        }
+    }
+}
+
 #[no_mangle]
 extern "C" fn hps_rs_vm_destroy(kvm: *mut c_void) {
+    let vm = locked(|st| {
+        let s = st
+            .vms
+            .iter()
+            .find(|s| s.kvm == kvm as usize && kvm as usize != 0)?;
+        let (vm, apic_access) = (VmId::from_raw(s.id), s.apic_access);
+        if apic_access != 0 {
+            st.make_host(Pfn(apic_access));
+        }
+        Some(vm)
+    });
+    if let Some(Some(vm)) = vm {
+        reclaim_unmapped_frames(vm);
+    }
     let r = locked(|st| {
         let vm = st.vm_of(kvm as usize)?;
         st.deferred_pass1();
         if let Some(s) = st.vms.iter_mut().find(|s| s.kvm == kvm as usize) {
-            let apic_access = s.apic_access;
             *s = VmSlot::FREE;
-            if apic_access != 0 {
-                st.make_host(Pfn(apic_access));
-            }
         }
         if st.v.vm_ept_pages(vm).unwrap_or(0) != 0 {
             // KVM frees the last roots after an RCU grace period: destroy the record then.
@@ -1593,8 +1630,57 @@ extern "C" fn hps_rs_cr3_write(val: c_ulong) -> c_int {
         crate::MAX_KERNEL_ASID,
         crate::HYPERPS_PCID,
     )
-    .map(|_| ());
+    .and_then(|(root, _)| {
+        // SAFETY: no precondition (a lock-free bitmap test).
+        if unsafe { c::hps_c_cr3_root_known(root.0) } {
+            Ok(())
+        } else {
+            Err(Denial::Cr3UnknownRoot)
+        }
+    });
     cr_verdict(1, CheckClass::Cr3, val, r)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host page-table roots.
+
+#[no_mangle]
+extern "C" fn hps_rs_pgd_add(pa: u64, nr_pages: c_uint) -> c_int {
+    let first = Hpa(pa).pfn();
+    let r = locked(|st| {
+        for i in 0..u64::from(nr_pages) {
+            let p = first.checked_add(i).ok_or(Denial::BadRange)?;
+            // Registration reports roots that pgd_alloc() may have reported already.
+            if st.v.frame_state(p) == Some(FrameState::HostPgd) {
+                continue;
+            }
+            st.make_host(p);
+            st.v.register_host_pgd(p, 1)?;
+        }
+        Ok(())
+    });
+    let ret = registration_verdict(r, pa, 0);
+    if ret == 0 {
+        // SAFETY: no precondition.
+        unsafe { c::hps_c_root_set(first.0, nr_pages, true) };
+    }
+    ret
+}
+
+#[no_mangle]
+extern "C" fn hps_rs_pgd_remove(pa: u64, nr_pages: c_uint) {
+    let first = Hpa(pa).pfn();
+    // SAFETY: no precondition.
+    unsafe { c::hps_c_root_set(first.0, nr_pages, false) };
+    locked(|st| {
+        for i in 0..u64::from(nr_pages) {
+            if let Some(p) = first.checked_add(i) {
+                if st.v.frame_state(p) == Some(FrameState::HostPgd) {
+                    chk(st.v.unregister_host_pgd(p, 1), p.0);
+                }
+            }
+        }
+    });
 }
 
 #[no_mangle]

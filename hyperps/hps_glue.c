@@ -371,11 +371,60 @@ static const struct hyperps_ops hps_ops = {
 	.cr3_write = hps_rs_cr3_write,
 	.cr4_write = hps_rs_cr4_write,
 	.ksm_merge = hps_rs_ksm_merge,
+	.pgd_add = hps_rs_pgd_add,
+	.pgd_remove = hps_rs_pgd_remove,
 };
+
+/*
+ * Page-table roots CR3 may hold, one bit per frame: the CR3 hook runs on
+ * every context switch and in NMI, so it tests a bit instead of taking the
+ * verifier's lock.  Enforced only once registration has reported every root
+ * that already existed.
+ */
+static unsigned long *hps_roots;
+static u64 hps_roots_nbits;
+static bool hps_roots_complete;
+
+void hps_c_root_set(u64 pfn, unsigned int nr_pages, bool known)
+{
+	u64 end = pfn + nr_pages;
+
+	for (; pfn < end && pfn < hps_roots_nbits; pfn++) {
+		if (known)
+			set_bit(pfn, hps_roots);
+		else
+			clear_bit(pfn, hps_roots);
+	}
+}
+
+bool hps_c_cr3_root_known(u64 pfn)
+{
+	/* Pairs with the release in hps_c_register(). */
+	if (!smp_load_acquire(&hps_roots_complete))
+		return true;
+	return pfn < hps_roots_nbits && test_bit(pfn, hps_roots);
+}
 
 int hps_c_register(void)
 {
-	return hyperps_register_ops(&hps_ops);
+	u64 nbits = hps_c_max_pfn();
+	int ret;
+
+	/* Freed with the other tables if registration fails. */
+	hps_roots = hps_c_vzalloc(BITS_TO_LONGS(nbits) * sizeof(unsigned long));
+	if (!hps_roots)
+		return -ENOMEM;
+	hps_roots_nbits = nbits;
+
+	ret = hyperps_register_ops(&hps_ops);
+	if (ret) {
+		hps_roots_nbits = 0;
+		hps_roots = NULL;
+		return ret;
+	}
+	/* hyperps_register_ops() has reported every existing root by now. */
+	smp_store_release(&hps_roots_complete, true);
+	return 0;
 }
 
 /* debugfs: counters and the last refusals. */

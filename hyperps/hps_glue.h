@@ -67,6 +67,8 @@ int hps_rs_cr3_write(unsigned long val);
 int hps_rs_cr4_write(unsigned long val);
 int hps_rs_ksm_merge(struct mm_struct *mm, unsigned long addr,
 		     unsigned long pfn, unsigned long kpfn);
+int hps_rs_pgd_add(u64 pa, unsigned int nr_pages);
+void hps_rs_pgd_remove(u64 pa, unsigned int nr_pages);
 void hps_rs_stats(struct hps_stats *out);
 void hps_rs_deferred_work(void);
 
@@ -101,6 +103,8 @@ u64 hps_c_xchg(u64 *p, u64 v);
 bool hps_c_cmpxchg(u64 *p, u64 *old, u64 v);
 u64 hps_c_fetch_and(u64 *p, u64 mask);
 u64 hps_c_test_field(void);
+void hps_c_root_set(u64 pfn, unsigned int nr_pages, bool known);
+bool hps_c_cr3_root_known(u64 pfn);
 int hps_c_register(void);
 int hps_c_init(void);
 void hps_c_exit(void);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Test-only module: plays a compromised host kernel that calls the hooked
- * control-register functions with values that turn host protections off.
+ * control-register functions with values that turn host protections off
+ * (CR0.WP, CR4.SMEP) or switch to a page table of its own making (CR3).
  * With hyperps.ko in enforce mode every attempt must be refused, so the
  * register keeps its value.  Never load it on a machine you care about: if
  * HyperPS let a write through, the host would run without the protection
@@ -31,6 +32,7 @@
 #include <linux/module.h>
 #include <linux/seq_file.h>
 #include <asm/asm.h>
+#include <asm/pgalloc.h>
 #include <asm/processor-flags.h>
 #include <asm/special_insns.h>
 #include <asm/tlbflush.h>
@@ -81,6 +83,34 @@ static int cr4_smep_clear_show(struct seq_file *m, void *v)
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(cr4_smep_clear);
+
+static int cr3_unregistered_root_show(struct seq_file *m, void *v)
+{
+	unsigned long before, after, flags;
+	pgd_t *copy;
+
+	/* A faithful copy, so that the kernel would keep running if it loaded. */
+	copy = (pgd_t *)__get_free_pages(GFP_KERNEL, PGD_ALLOCATION_ORDER);
+	if (!copy)
+		return -ENOMEM;
+
+	local_irq_save(flags);
+	before = __read_cr3();
+	memcpy(copy, __va(before & CR3_ADDR_MASK), PAGE_SIZE << PGD_ALLOCATION_ORDER);
+	/* The kernel's own CR3 write, with the current PCID. */
+	write_cr3(__pa(copy) | (before & ~CR3_ADDR_MASK));
+	after = __read_cr3();
+	if (after != before)
+		write_cr3(before);
+	local_irq_restore(flags);
+	free_pages((unsigned long)copy, PGD_ALLOCATION_ORDER);
+
+	seq_printf(m, "%s cr3 wrote root 0x%llx before 0x%lx after 0x%lx\n",
+		   after == before ? "refused" : "ALLOWED", (u64)__pa(copy),
+		   before, after);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(cr3_unregistered_root);
 
 /* VM isolation attacks. */
 
@@ -396,6 +426,8 @@ static int __init hyperps_attack_init(void)
 			    &cr0_wp_clear_fops);
 	debugfs_create_file("cr4_smep_clear", 0400, attack_dir, NULL,
 			    &cr4_smep_clear_fops);
+	debugfs_create_file("cr3_unregistered_root", 0400, attack_dir, NULL,
+			    &cr3_unregistered_root_fops);
 	debugfs_create_file("vm", 0600, attack_dir, NULL, &attack_vm_fops);
 	return 0;
 }
