@@ -132,7 +132,6 @@ pub(crate) mod c {
         pub(crate) fn hps_c_xchg(p: *mut u64, v: u64) -> u64;
         pub(crate) fn hps_c_cmpxchg(p: *mut u64, old: *mut u64, v: u64) -> bool;
         pub(crate) fn hps_c_fetch_and(p: *mut u64, mask: u64) -> u64;
-        pub(crate) fn hps_c_test_field() -> u64;
         pub(crate) fn hps_c_root_set(pfn: u64, nr_pages: c_uint, known: bool);
         pub(crate) fn hps_c_cr3_root_known(pfn: u64) -> bool;
         pub(crate) fn hps_c_register() -> c_int;
@@ -671,18 +670,6 @@ extern "C" fn hps_rs_vmcs_write(field: c_ulong, value: c_ulong) -> c_int {
         };
         return c_int::from(refuse(r));
     };
-    // SAFETY: no precondition.
-    if u64::from(field) == unsafe { c::hps_c_test_field() } {
-        // Bench hook (debugfs test_refuse_field): exercise the refusal path end to end.
-        return c_int::from(refuse(Refusal {
-            class: CheckClass::Vmcs,
-            d: Denial::FieldNotWritable,
-            subject: u64::from(field),
-            old: 0,
-            new: value,
-            kvm: 0,
-        }));
-    }
     let f = VmcsField(field);
     let mut host = HostState::default();
     if is_host_field(field) {

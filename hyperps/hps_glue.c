@@ -430,14 +430,6 @@ int hps_c_register(void)
 /* debugfs: counters and the last refusals. */
 static struct dentry *hps_dir;
 
-/* Bench hook: refuse every VMWRITE to this field (root only, debugfs). */
-static u64 hps_test_field = U64_MAX;
-
-u64 hps_c_test_field(void)
-{
-	return READ_ONCE(hps_test_field);
-}
-
 static int hps_counters_show(struct seq_file *m, void *v)
 {
 	struct hps_stats *s = kzalloc(sizeof(*s), GFP_KERNEL);
@@ -456,6 +448,7 @@ static int hps_counters_show(struct seq_file *m, void *v)
 	seq_printf(m, "frames host %llu vm %llu shared %llu protected %llu\n",
 		   s->frames_host, s->frames_vm, s->frames_shared,
 		   s->frames_protected);
+	seq_printf(m, "scrub_on_free %s\n", want_init_on_free() ? "yes" : "no");
 	kfree(s);
 	return 0;
 }
@@ -480,10 +473,19 @@ DEFINE_SHOW_ATTRIBUTE(hps_refusals);
 
 int hps_c_init(void)
 {
+	/*
+	 * A frame goes back to the host when its VM stops mapping it, but it is
+	 * still the VMM's memory then and cannot be zeroed; only the page
+	 * allocator knows when it is really free.
+	 */
+	if (want_init_on_free())
+		pr_info("freed pages are zeroed (init_on_free): a VM's frames are scrubbed when the host frees them\n");
+	else
+		pr_notice("freed pages are not zeroed: a VM's frames keep its data once the VMM frees them; boot with init_on_free=1 to scrub them\n");
+
 	hps_dir = debugfs_create_dir("hyperps", NULL);
 	debugfs_create_file("counters", 0400, hps_dir, NULL, &hps_counters_fops);
 	debugfs_create_file("refusals", 0400, hps_dir, NULL, &hps_refusals_fops);
-	debugfs_create_x64("test_refuse_field", 0600, hps_dir, &hps_test_field);
 	return 0;
 }
 

@@ -102,7 +102,6 @@ void hps_c_write(u64 *p, u64 v);
 u64 hps_c_xchg(u64 *p, u64 v);
 bool hps_c_cmpxchg(u64 *p, u64 *old, u64 v);
 u64 hps_c_fetch_and(u64 *p, u64 mask);
-u64 hps_c_test_field(void);
 void hps_c_root_set(u64 pfn, unsigned int nr_pages, bool known);
 bool hps_c_cr3_root_known(u64 pfn);
 int hps_c_register(void);
