@@ -5,13 +5,14 @@
 SCRIPTS := $(CURDIR)/scripts
 BUILD := $(CURDIR)/build
 
-.PHONY: all run test deps kernel module selftests initramfs check bench-log clean distclean help
+.PHONY: all run test bench deps kernel module selftests initramfs check bench-log clean distclean help
 
 all: module
 
 help:
 	@echo "make run        build everything, boot the VT-x bench, load HyperPS, run a real guest, report"
 	@echo "make test       every check: userspace tests, style gates, builds, the bench tests"
+	@echo "make bench      guest benchmarks without and with hyperps.ko; table, CSV/JSON, PNG"
 	@echo "make deps       install the Debian packages and bindgen the build needs"
 	@echo "make kernel     unpack linux-source-6.12, apply patches/, configure and build"
 	@echo "make module     build hyperps/hyperps.ko against that kernel"
@@ -24,6 +25,9 @@ run:
 
 test:
 	@$(SCRIPTS)/test.sh
+
+bench:
+	@$(SCRIPTS)/perf.sh
 
 deps:
 	@$(SCRIPTS)/deps.sh
@@ -45,7 +49,7 @@ check: deps
 
 clean:
 	-@[ -f $(BUILD)/kobj/Makefile ] && $(MAKE) -s -C $(BUILD)/kobj M=$(CURDIR)/hyperps clean
-	rm -rf $(BUILD)/bench $(BUILD)/initramfs $(BUILD)/selftests $(BUILD)/guest $(BUILD)/*.cpio.gz
+	rm -rf $(BUILD)/bench $(BUILD)/perf $(BUILD)/initramfs $(BUILD)/selftests $(BUILD)/guest $(BUILD)/*.cpio.gz
 
 distclean: clean
 	rm -rf $(BUILD)

@@ -7,6 +7,7 @@
 #                                           with hyperps.ko; hyperps load, mode and counter checks
 #   scripts/initramfs.sh run  OUT.cpio.gz   hyperps loaded, then a real Linux guest under QEMU/KVM,
 #                                           then what hyperps verified and refused
+#   scripts/initramfs.sh bench OUT.cpio.gz  the guest benchmarks without, then with hyperps.ko
 source "$(dirname "$0")/lib.sh"
 
 mode=$1 out=$2
@@ -84,7 +85,15 @@ run)
 	add qemu_linux_guest 300 "/hps/run-guest.sh"
 	add hyperps_report 60 "/hps/hyperps-report.sh"
 	;;
-*) hps_die "usage: $0 test|run OUT" ;;
+bench)
+	# make bench: the same guest benchmarks without, then with hyperps.ko, in one boot.
+	install -D -s "$HPS_BUILD/selftests/hyperps/bench/hyperps_bench" "$root/hps/bench/hyperps_bench"
+	add setup:kvm_modules_load 60 "/hps/load-kvm.sh"
+	add bench_without_hyperps 900 "/hps/bench/hyperps_bench without"
+	add setup:hyperps_on 60 "/hps/load-kvm.sh --hyperps"
+	add bench_with_hyperps 900 "/hps/bench/hyperps_bench with"
+	;;
+*) hps_die "usage: $0 test|run|bench OUT" ;;
 esac
 
 (cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) | gzip -6 >"$out"
