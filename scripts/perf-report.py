@@ -78,6 +78,10 @@ def main():
             "within_target": None if target is None else ratio <= target,
             "exits_per_op": float(b["exits_per_op"]),
             "verifier_calls_per_op": float(b["verifier_calls_per_op"]),
+            # Which hooks made them: counter class -> calls per operation (non-zero only).
+            "verifier_calls_by_class": " ".join(
+                kv for kv in b.get("by_class", "").split(",")
+                if kv and float(kv.split(":")[1]) > 0),
             # L1 has no HyperPS Space: the verifier is a direct call, no gate is crossed.
             "gate_crossings_per_op": 0.0,
         })
@@ -94,14 +98,14 @@ def main():
                    "verifier_ns_per_check": costs}, f, indent=2)
 
     print(f"{'benchmark':<10}{'ops':>9}{'without':>12}{'with':>12}{'ratio':>8}{'target':>8}"
-          f"{'exits/op':>10}{'verifier/op':>13}{'gates/op':>10}")
+          f"{'exits/op':>10}{'verifier/op':>13}{'gates/op':>10}  verifier calls by class")
     for r in rows:
         t = "" if r["target_ratio"] is None else (
             f"{r['target_ratio']:.2f}" + ("" if r["within_target"] else "!"))
         print(f"{r['benchmark']:<10}{r['ops']:>9}{r['cycles_per_op_without']:>12.1f}"
               f"{r['cycles_per_op_with']:>12.1f}{r['ratio']:>8.3f}{t:>8}"
               f"{r['exits_per_op']:>10.3f}{r['verifier_calls_per_op']:>13.2f}"
-              f"{r['gate_crossings_per_op']:>10.1f}")
+              f"{r['gate_crossings_per_op']:>10.1f}  {r['verifier_calls_by_class']}")
     print("(cycles: guest TSC per operation, the empty loop taken off; '!' marks a missed "
           "target; empty is the control itself)")
     if costs:

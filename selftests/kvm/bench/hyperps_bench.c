@@ -21,7 +21,9 @@
  * operation too.  Output, one line per benchmark:
  *
  *   HPS-BENCH label=<label> name=<name> ops=<n> cycles_per_op=<c> \
- *             verifier_calls_per_op=<v> exits_per_op=<e>
+ *             verifier_calls_per_op=<v> exits_per_op=<e> by_class=<class>:<v>,...
+ *
+ * by_class splits the verifier calls by the counter class (the hook) that made them.
  *
  * Usage: hyperps_bench [label]
  */
@@ -132,22 +134,40 @@ static void guest_code(void)
 	}
 }
 
-/* Sum of the verified and refused counters of all classes, or 0 without hyperps. */
-static u64 verifier_calls(void)
+#define MAX_CLASSES	16
+
+/* Verified plus refused calls per counter class; all 0 without hyperps. */
+struct calls {
+	int nr;
+	char name[MAX_CLASSES][16];
+	u64 count[MAX_CLASSES];
+};
+
+static struct calls verifier_calls(void)
 {
 	unsigned long long verified, refused;
-	char line[256], name[32];
+	char line[256], name[16];
+	struct calls c = {};
 	FILE *f = fopen(COUNTERS_FILE, "r");
-	u64 sum = 0;
 
 	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%31s verified %llu refused %llu", name, &verified,
-			   &refused) == 3)
-			sum += verified + refused;
+		return c;
+	while (fgets(line, sizeof(line), f) && c.nr < MAX_CLASSES)
+		if (sscanf(line, "%15s verified %llu refused %llu", name, &verified,
+			   &refused) == 3) {
+			snprintf(c.name[c.nr], sizeof(c.name[c.nr]), "%s", name);
+			c.count[c.nr++] = verified + refused;
+		}
 	fclose(f);
-	return sum;
+	return c;
+}
+
+static void calls_sub(struct calls *after, const struct calls *before)
+{
+	int i;
+
+	for (i = 0; i < after->nr && i < before->nr; i++)
+		after->count[i] -= before->count[i];
 }
 
 /* The vCPU's "exits" statistic, from its binary stats file. */
@@ -177,14 +197,16 @@ static u64 vcpu_exits(struct kvm_vcpu *vcpu)
 }
 
 struct result {
-	u64 cycles, calls, exits;
+	u64 cycles, exits;
+	struct calls calls;
 };
 
 static struct result run_one(struct kvm_vcpu *vcpu, enum bench_kind kind, u64 region)
 {
 	struct result r;
 	struct ucall uc;
-	u64 calls, exits;
+	struct calls calls;
+	u64 exits;
 
 	cmd.kind = kind;
 	cmd.iters = benches[kind].iters;
@@ -206,7 +228,8 @@ static struct result run_one(struct kvm_vcpu *vcpu, enum bench_kind kind, u64 re
 	r.cycles = uc.args[2];
 	/* The counters read and the ucall exit are outside the measured interval. */
 	r.exits = vcpu_exits(vcpu) - exits - 1;
-	r.calls = verifier_calls() - calls;
+	r.calls = verifier_calls();
+	calls_sub(&r.calls, &calls);
 	return r;
 }
 
@@ -226,9 +249,10 @@ static u64 median(u64 *v)
 int main(int argc, char *argv[])
 {
 	const char *label = argc > 1 ? argv[1] : "run";
-	u64 cycles[REPEAT], calls[REPEAT], exits[REPEAT];
+	u64 cycles[REPEAT], calls[REPEAT], exits[REPEAT], total, by[REPEAT];
 	double empty_per_iter = 0, per_op;
-	struct result r;
+	struct result r[REPEAT];
+	int c, nr_classes;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	u64 *pte, region;
@@ -252,11 +276,12 @@ int main(int argc, char *argv[])
 		for (rep = 0; rep < REPEAT; rep++) {
 			/* cold needs fresh pages every time; hot reuses the first region. */
 			region = REGION_GPA + (k == B_COLD ? rep * REGION_STRIDE : 0);
-			r = run_one(vcpu, k, region);
-
-			cycles[rep] = r.cycles;
-			calls[rep] = r.calls;
-			exits[rep] = r.exits;
+			r[rep] = run_one(vcpu, k, region);
+			cycles[rep] = r[rep].cycles;
+			exits[rep] = r[rep].exits;
+			for (total = 0, c = 0; c < r[rep].calls.nr; c++)
+				total += r[rep].calls.count[c];
+			calls[rep] = total;
 		}
 		if (k == B_EMPTY) {
 			empty_per_iter = (double)median(cycles) / benches[k].iters;
@@ -267,9 +292,18 @@ int main(int argc, char *argv[])
 		/* One line per benchmark: scripts/perf-report.py reads it. */
 		printf("HPS-BENCH label=%s name=%s ops=%lu", label, benches[k].name,
 		       benches[k].iters);
-		printf(" cycles_per_op=%.2f verifier_calls_per_op=%.3f exits_per_op=%.4f\n",
+		printf(" cycles_per_op=%.2f verifier_calls_per_op=%.3f exits_per_op=%.4f",
 		       per_op, (double)median(calls) / benches[k].iters,
 		       (double)median(exits) / benches[k].iters);
+		printf(" by_class=");
+		nr_classes = r[0].calls.nr;
+		for (c = 0; c < nr_classes; c++) {
+			for (rep = 0; rep < REPEAT; rep++)
+				by[rep] = r[rep].calls.count[c];
+			printf("%s%s:%.3f", c ? "," : "", r[0].calls.name[c],
+			       (double)median(by) / benches[k].iters);
+		}
+		printf("\n");
 		fflush(stdout);
 	}
 	kvm_vm_free(vm);
