@@ -1513,21 +1513,21 @@ extern "C" fn hps_rs_vm_create(kvm: *mut c_void, _mm: *mut c_void) -> c_int {
     registration_verdict(r, kvm as u64, 0)
 }
 
-/// Returns to the host the frames `vm` still owns but no leaf maps: pages that only a VMCS
-/// named (an L1 page in a vmcs02). Mapped ones go back when their leaf is zapped. Scans the
-/// frame table in chunks, and only while the VM owns any frame.
-fn reclaim_unmapped_frames(vm: VmId) {
+/// Frames visited per lock hold by [`scan_frames`], so IRQs stay off only briefly.
+const SCAN_CHUNK: u64 = 4096;
+
+/// Visits every frame of RAM in chunks, dropping the lock between them, for as long as
+/// `wanted` holds before a chunk. Under load the visit is a near snapshot, not an atomic one.
+fn scan_frames(mut wanted: impl FnMut(&State) -> bool, mut visit: impl FnMut(&mut State, Pfn)) {
     let mut pfn: u64 = 0;
     loop {
         let more = locked(|st| {
-            if st.v.vm_owned_frames(vm).unwrap_or(0) == 0 {
+            if !wanted(st) {
                 return false;
             }
-            let end = pfn.saturating_add(CENSUS_CHUNK).min(st.v.frame_count());
+            let end = pfn.saturating_add(SCAN_CHUNK).min(st.v.frame_count());
             while pfn < end {
-                if st.v.frame_state(Pfn(pfn)) == Some(FrameState::Vm(vm)) {
-                    st.reclaim(Pfn(pfn));
-                }
+                visit(st, Pfn(pfn));
                 pfn += 1;
             }
             pfn < st.v.frame_count()
@@ -1538,14 +1538,26 @@ fn reclaim_unmapped_frames(vm: VmId) {
     }
 }
 
+/// Returns to the host the frames `vm` still owns but no leaf maps: pages that only a VMCS
+/// named (an L1 page in a vmcs02). Mapped ones go back when their leaf is zapped. Scans only
+/// while the VM owns any frame.
+fn reclaim_unmapped_frames(vm: VmId) {
+    scan_frames(
+        |st| st.v.vm_owned_frames(vm).unwrap_or(0) != 0,
+        |st, pfn| {
+            if st.v.frame_state(pfn) == Some(FrameState::Vm(vm)) {
+                st.reclaim(pfn);
+            }
+        },
+    );
+}
+
 #[no_mangle]
 extern "C" fn hps_rs_vm_destroy(kvm: *mut c_void) {
+    // While the VM is still live: the frames it owns without a leaf go back first.
     let vm = locked(|st| {
-        let s = st
-            .vms
-            .iter()
-            .find(|s| s.kvm == kvm as usize && kvm as usize != 0)?;
-        let (vm, apic_access) = (VmId::from_raw(s.id), s.apic_access);
+        let vm = st.vm_of(kvm as usize)?;
+        let apic_access = st.vms.iter().find(|s| s.kvm == kvm as usize)?.apic_access;
         if apic_access != 0 {
             st.make_host(Pfn(apic_access));
         }
@@ -1714,32 +1726,18 @@ extern "C" fn hps_rs_ksm_merge(
 // ---------------------------------------------------------------------------------------------
 // debugfs.
 
-/// Frames scanned per lock hold by [`frame_census`], so IRQs stay off only briefly.
-const CENSUS_CHUNK: u64 = 4096;
-
-/// Counts the frames of RAM by owner. The lock is dropped between chunks, so under load the
-/// figures are a near snapshot, not an atomic one.
+/// Counts the frames of RAM by owner (a near snapshot, see [`scan_frames`]).
 fn frame_census(out: &mut c::Stats) {
-    let mut pfn: u64 = 0;
-    loop {
-        let more = locked(|st| {
-            let end = pfn.saturating_add(CENSUS_CHUNK).min(st.v.frame_count());
-            while pfn < end {
-                match st.v.frame_state(Pfn(pfn)) {
-                    Some(FrameState::Host | FrameState::HostPgd) => out.frames_host += 1,
-                    Some(FrameState::Vm(_)) => out.frames_vm += 1,
-                    Some(FrameState::Shared(_) | FrameState::Zero) => out.frames_shared += 1,
-                    Some(FrameState::Protected(_)) => out.frames_protected += 1,
-                    None => {}
-                }
-                pfn += 1;
-            }
-            pfn < st.v.frame_count()
-        });
-        if more != Some(true) {
-            break;
-        }
-    }
+    scan_frames(
+        |_| true,
+        |st, pfn| match st.v.frame_state(pfn) {
+            Some(FrameState::Host | FrameState::HostPgd) => out.frames_host += 1,
+            Some(FrameState::Vm(_)) => out.frames_vm += 1,
+            Some(FrameState::Shared(_) | FrameState::Zero) => out.frames_shared += 1,
+            Some(FrameState::Protected(_)) => out.frames_protected += 1,
+            None => {}
+        },
+    );
 }
 
 #[no_mangle]
