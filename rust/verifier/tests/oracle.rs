@@ -21,7 +21,8 @@ fn cases() -> u32 {
 
 /// Oracle: PE (bit 0), WP (bit 16), PG (bit 31) set, nothing above bit 31.
 fn cr0_oracle(v: u64) -> bool {
-    v & 0x8001_0001 == 0x8001_0001 && v <= 0xffff_ffff
+    // PE, WP, PG set; CD (30) and NW (29) clear; bits 63:32 reserved.
+    v & 0x8001_0001 == 0x8001_0001 && v & 0x6000_0000 == 0 && v <= 0xffff_ffff
 }
 
 /// Oracle: every pinned bit set; VMXE (bit 13) exactly when in VMX operation.
@@ -127,7 +128,10 @@ fn cr_rules_on_the_verifier() {
     let mut v = st.verifier();
     let cpu = CpuId(0);
     let cr0 = Cr0(0x8005_0033);
-    assert_eq!(v.check_cr0(cpu, cr0, Cr0(cr0.0 | 0x6000_0000)), Ok(()));
+    assert_eq!(
+        v.check_cr0(cpu, cr0, Cr0(cr0.0 | 0x6000_0000)),
+        Err(Denial::Cr0CacheDisable)
+    );
     assert_eq!(
         v.check_cr0(cpu, cr0, Cr0(cr0.0 & !(1 << 16))),
         Err(Denial::Cr0Pinned)
@@ -194,15 +198,18 @@ fn cr_rules_on_the_verifier() {
         Err(Denial::Cr3UnknownRoot)
     );
 
-    assert_eq!(v.counters(CheckClass::Cr0).refused, 3);
+    assert_eq!(v.counters(CheckClass::Cr0).refused, 4);
     assert_eq!(v.counters(CheckClass::Cr4).verified, 3);
     assert_eq!(v.counters(CheckClass::Cr3).verified, 3);
     // Refusals are in the ring, oldest first, with the old and new values.
     let first = v.audit_mut().pop().unwrap();
     assert_eq!(first.class, CheckClass::Cr0);
-    assert_eq!(first.reason, Denial::Cr0Pinned);
+    assert_eq!(first.reason, Denial::Cr0CacheDisable);
     assert_eq!(first.old, cr0.0);
-    assert_eq!(first.new, cr0.0 & !(1 << 16));
+    assert_eq!(first.new, cr0.0 | 0x6000_0000);
+    let second = v.audit_mut().pop().unwrap();
+    assert_eq!(second.reason, Denial::Cr0Pinned);
+    assert_eq!(second.new, cr0.0 & !(1 << 16));
 }
 
 #[test]

@@ -23,9 +23,10 @@ enum Kind {
     Vmxon,
     Aux,
     HyperPsRoot,
+    Own,
 }
 
-const ALL: [Kind; 13] = [
+const ALL: [Kind; 14] = [
     Kind::Host,
     Kind::HostPgd,
     Kind::Zero,
@@ -39,6 +40,7 @@ const ALL: [Kind; 13] = [
     Kind::Vmxon,
     Kind::Aux,
     Kind::HyperPsRoot,
+    Kind::Own,
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -62,9 +64,10 @@ enum Op {
     RegisterAux,
     UnregisterAux,
     RegisterVmxon,
+    ProtectOwn,
 }
 
-const OPS: [Op; 19] = [
+const OPS: [Op; 20] = [
     Op::Donate,
     Op::Reclaim,
     Op::KsmMerge,
@@ -84,6 +87,7 @@ const OPS: [Op; 19] = [
     Op::RegisterAux,
     Op::UnregisterAux,
     Op::RegisterVmxon,
+    Op::ProtectOwn,
 ];
 
 /// The frame under test, a second frame of the live VM, and the fixture handles.
@@ -114,6 +118,7 @@ fn kind_of(v: &Verifier<'_>, pfn: u64) -> Kind {
         FrameState::Protected(Protected::Vmxon { .. }) => Kind::Vmxon,
         FrameState::Protected(Protected::Aux { .. }) => Kind::Aux,
         FrameState::Protected(Protected::HyperPsRoot) => Kind::HyperPsRoot,
+        FrameState::Protected(Protected::Own) => Kind::Own,
     }
 }
 
@@ -149,6 +154,7 @@ fn setup(v: &mut Verifier<'_>, kind: Kind) -> Ctx {
             .register_aux_page(AuxOwner::Vcpu(vcpu), p, AuxKind::MsrBitmap)
             .unwrap(),
         Kind::HyperPsRoot => v.register_hyperps_root(p).unwrap(),
+        Kind::Own => v.protect_own(p).unwrap(),
     }
     assert_eq!(kind_of(v, P), kind, "fixture for {kind:?}");
     Ctx { vm, vcpu }
@@ -180,6 +186,7 @@ fn run(v: &mut Verifier<'_>, ctx: &Ctx, op: Op) -> Result<(), Denial> {
         Op::RegisterAux => v.register_aux_page(AuxOwner::Vcpu(ctx.vcpu), p, AuxKind::Pml),
         Op::UnregisterAux => v.unregister_aux_page(p),
         Op::RegisterVmxon => v.register_vmxon(CpuId(1), p),
+        Op::ProtectOwn => v.protect_own(p),
     }
 }
 
@@ -217,6 +224,7 @@ fn expected(op: Op, from: Kind) -> Option<Kind> {
         (Op::UnregisterEpt, Ept) => Some(PoolStale),
         (Op::UnregisterVmcs, Vmcs) => Some(Pool),
         (Op::UnregisterAux, Aux) => Some(Pool),
+        (Op::ProtectOwn, Host | Own) => Some(Own),
         _ => None,
     }
 }
@@ -249,7 +257,7 @@ fn every_transition_from_every_state() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 13 * 19);
+    assert_eq!(checked, 14 * 20);
 }
 
 #[test]

@@ -2,10 +2,10 @@
 
 //! Host control-register rules.
 //!
-//! * `CR0`: PE, PG and WP stay set; bits 63:32 are reserved.
+//! * `CR0`: PE, PG and WP stay set, CD and NW stay clear; bits 63:32 are reserved.
 //! * `CR4`: the bits pinned at initialisation (SMEP, SMAP, UMIP, FSGSBASE, CET where the host
 //!   had them) stay set; VMXE equals "this CPU is in VMX operation", so it changes only
-//!   through [`Verifier::vmxon`] and [`Verifier::vmxoff`].
+//!   through [`Verifier::vmxon`] and [`Verifier::vmxoff`]; PCIDE keeps its value.
 //! * `CR3`: the root must be a registered host page-table root (never the HyperPS root);
 //!   with `CR4.PCIDE` the PCID must be 0 or a kernel ASID (1 to `max_kernel_asid`, optionally
 //!   with the PTI user bit 11), never the HyperPS PCID; bit 63 (no-flush) and the LAM bits
@@ -20,6 +20,10 @@ use super::Verifier;
 pub const CR0_PE: u64 = 1 << 0;
 /// `CR0.WP`.
 pub const CR0_WP: u64 = 1 << 16;
+/// `CR0.NW`.
+pub const CR0_NW: u64 = 1 << 29;
+/// `CR0.CD`.
+pub const CR0_CD: u64 = 1 << 30;
 /// `CR0.PG`.
 pub const CR0_PG: u64 = 1 << 31;
 /// `CR4.VMXE`.
@@ -50,6 +54,8 @@ pub fn cr0_verdict(new: Cr0) -> Result<(), Denial> {
     let required = CR0_PE | CR0_PG | CR0_WP;
     if new.0 & required != required || new.0 >> 32 != 0 {
         Err(Denial::Cr0Pinned)
+    } else if new.0 & (CR0_CD | CR0_NW) != 0 {
+        Err(Denial::Cr0CacheDisable)
     } else {
         Ok(())
     }
@@ -62,6 +68,20 @@ pub fn cr4_pinned_verdict(new: Cr4, pinned: u64) -> Result<(), Denial> {
     } else {
         Ok(())
     }
+}
+
+/// The rule for a write of the live host `CR4` (`native_write_cr4()`): the pinned bits stay
+/// set, PCIDE keeps its value `pcide`, and VMXE is cleared only on a CPU that has left VMX
+/// operation (`vmx_on` false); it may be set ahead of `VMXON`.
+pub fn cr4_write_verdict(new: Cr4, pinned: u64, pcide: bool, vmx_on: bool) -> Result<(), Denial> {
+    cr4_pinned_verdict(new, pinned)?;
+    if (new.0 & CR4_PCIDE != 0) != pcide {
+        return Err(Denial::Cr4Pcide);
+    }
+    if vmx_on && new.0 & CR4_VMXE == 0 {
+        return Err(Denial::Cr4Vmxe);
+    }
+    Ok(())
 }
 
 /// The whole `CR4` rule for a CPU whose VMX state is `vmx_on`.
@@ -175,6 +195,48 @@ mod tests {
         assert_eq!(
             cr4_verdict(Cr4(CR4_SMEP), CR4_SMEP, true),
             Err(Denial::Cr4Vmxe)
+        );
+    }
+
+    #[test]
+    fn cache_disable_is_refused() {
+        assert_eq!(
+            cr0_verdict(Cr0(0x8005_0033 | CR0_CD)),
+            Err(Denial::Cr0CacheDisable)
+        );
+        assert_eq!(
+            cr0_verdict(Cr0(0x8005_0033 | CR0_NW)),
+            Err(Denial::Cr0CacheDisable)
+        );
+    }
+
+    #[test]
+    fn live_cr4_rule() {
+        let base = CR4_SMEP | CR4_PCIDE;
+        assert_eq!(cr4_write_verdict(Cr4(base), CR4_SMEP, true, false), Ok(()));
+        assert_eq!(
+            cr4_write_verdict(Cr4(base | CR4_VMXE), CR4_SMEP, true, false),
+            Ok(())
+        );
+        assert_eq!(
+            cr4_write_verdict(Cr4(base), CR4_SMEP, true, true),
+            Err(Denial::Cr4Vmxe)
+        );
+        assert_eq!(
+            cr4_write_verdict(Cr4(base | CR4_VMXE), CR4_SMEP, true, true),
+            Ok(())
+        );
+        assert_eq!(
+            cr4_write_verdict(Cr4(CR4_SMEP), CR4_SMEP, true, false),
+            Err(Denial::Cr4Pcide)
+        );
+        assert_eq!(
+            cr4_write_verdict(Cr4(base), CR4_SMEP, false, false),
+            Err(Denial::Cr4Pcide)
+        );
+        assert_eq!(
+            cr4_write_verdict(Cr4(CR4_PCIDE), CR4_SMEP, true, false),
+            Err(Denial::Cr4Pinned)
         );
     }
 }

@@ -107,6 +107,37 @@ pub enum Denial {
     PageInUse,
     /// The MMIO range overlaps the frame table or another MMIO range.
     MmioOverlap,
+    /// The frame is not what the VM's VMM maps at the host address the VM's memslot gives for
+    /// the guest frame, so it is not the VM's memory.
+    NotVmMemory,
+    /// No memslot of the VM covers the guest frame (or the leaf straddles a slot's end).
+    NoMemslot,
+    /// The memslot is malformed: empty, overflowing, or not at a user address.
+    BadMemslot,
+    /// The call names a VM but does not come from that VM's VMM process (nor from its
+    /// teardown), so it cannot be checked against the VMM's memory.
+    WrongContext,
+    /// The frame is memory the kernel keeps for itself (slab, page tables, kernel image,
+    /// reserved or free pages); it is never given to a VM.
+    KernelFrame,
+    /// The frame is user memory (mapped into a process); it is never made a HyperPS page.
+    UserFrame,
+    /// A writable mapping of memory the VMM maps read-only, or of a read-only memslot.
+    ReadOnlyMapping,
+    /// A HyperPS-protected page (or the zero page, or a host page-table root) was handed to
+    /// the page allocator; it is kept allocated instead.
+    ProtectedFree,
+    /// A KSM merge of two frames whose contents differ.
+    ContentMismatch,
+    /// A paging-structure page HyperPS did not allocate, or one of another VM.
+    NotPtPage,
+    /// A report that is only accepted while the backend registers (existing page-table roots).
+    RegistrationClosed,
+    /// A new page-table root that is not what `pgd_alloc()` makes: user half not empty or
+    /// kernel half not the kernel's.
+    PgdNotNew,
+    /// The handle names a kernel object HyperPS already knows.
+    DuplicateHandle,
 
     // --- EPT entries ------------------------------------------------------------------------
     /// The table written to is not a registered EPT page.
@@ -191,6 +222,13 @@ pub enum Denial {
     BadLinkPointer,
     /// An MSR load/store count exceeds the configured maximum.
     MsrCountTooLarge,
+    /// An MSR list the CPU will use lies outside the MSR-list pages of the VMCS's vCPU.
+    MsrListAddress,
+    /// An MSR-load list entry names an MSR KVM never switches, or a VM-entry entry whose MSR
+    /// the VM-exit list does not restore.
+    MsrListEntry,
+    /// A VM-exit MSR-load entry would load a value other than the live host value.
+    MsrListHostValue,
 
     // --- VMX instructions and control registers ---------------------------------------------
     /// `VMXON` with a region that is not the registered region of this CPU, or already on.
@@ -203,6 +241,10 @@ pub enum Denial {
     Cr4Pinned,
     /// `CR4.VMXE` would change outside `VMXON`/`VMXOFF`.
     Cr4Vmxe,
+    /// `CR0.CD` or `CR0.NW` would be set.
+    Cr0CacheDisable,
+    /// `CR4.PCIDE` would differ from its value at initialisation.
+    Cr4Pcide,
     /// `CR3` names a page that is not a registered page-table root.
     Cr3UnknownRoot,
     /// `CR3` names the HyperPS Space's own root.

@@ -21,6 +21,7 @@
 //! control registers) are checked and recorded in one call.
 
 pub mod audit;
+pub mod backend;
 pub mod cr;
 pub mod denial;
 pub mod ept;
@@ -31,13 +32,15 @@ pub mod types;
 pub mod vmcs;
 pub mod vmcs_fields;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use self::records::{MmioRange, OwnerKey};
 use self::types::FRAMES_PER_2M;
 
 pub use self::audit::{AuditLog, AuditRecord, ClassCounters};
 pub use self::denial::{CheckClass, Denial};
 pub use self::ept::{classify_spte, EptClass, SptePlan};
-pub use self::ownership::{DonatePlan, KsmMergePlan, ReclaimPlan, Scrubbed, UnsharePlan};
+pub use self::ownership::{DonatePlan, KsmMergePlan, ReclaimPlan, Scrubbed, Scrubber, UnsharePlan};
 pub use self::records::{
     AuxKind, AuxOwner, CpuRecord, EptPage, FrameRecord, FrameState, Protected, RegionRecord,
     ShareRecord, Tables, VcpuRecord, VmRecord, VmcsKind, VmcsRecord, VpidRecord,
@@ -75,6 +78,8 @@ pub struct Config {
     pub hyperps_pcid: u16,
     /// Maximum entries of a VM-entry/VM-exit MSR list (`MAX_NR_LOADSTORE_MSRS`, 8 in 6.12).
     pub msr_list_max: u32,
+    /// `CR4.PCIDE` at initialisation; it may not change afterwards.
+    pub cr4_pcide: bool,
 }
 
 impl Config {
@@ -91,6 +96,7 @@ impl Config {
             max_kernel_asid: 6,
             hyperps_pcid: 0x7fe,
             msr_list_max: 8,
+            cr4_pcide: true,
         }
     }
 
@@ -146,6 +152,9 @@ pub struct Verifier<'a> {
     pub(crate) invvpid_gen: u32,
     /// Incremented by every state change; plans carry it so a stale plan is never applied.
     pub(crate) epoch: u64,
+    /// One bit per frame, set while the frame is not `Host`, readable without the lock (see
+    /// [`Verifier::attach_tracked`]).
+    pub(crate) tracked: &'a [AtomicU64],
 }
 
 impl<'a> Verifier<'a> {
@@ -234,7 +243,21 @@ impl<'a> Verifier<'a> {
             invept_gen: 0,
             invvpid_gen: 0,
             epoch: 0,
+            tracked: &[],
         })
+    }
+
+    /// Attaches a bitmap with one bit per frame that the verifier keeps equal to "the frame is
+    /// not `Host`", so that the page allocator's free path can skip untracked frames without
+    /// taking the lock. Must be attached while every frame is `Host` and every bit clear (right
+    /// after [`Verifier::new`]); a bitmap shorter than the frame table is refused.
+    pub fn attach_tracked(&mut self, bitmap: &'a [AtomicU64]) -> Result<(), Denial> {
+        let needed = self.frames.len().div_ceil(64);
+        if bitmap.len() < needed || self.frames.iter().any(|f| f.state != FrameState::Host) {
+            return Err(Denial::BadConfig);
+        }
+        self.tracked = bitmap;
+        Ok(())
     }
 
     /// The configuration given at initialisation.
@@ -371,6 +394,17 @@ impl<'a> Verifier<'a> {
         let old_key = OwnerKey::of(frame.state);
         let new_key = OwnerKey::of(new);
         frame.state = new;
+        if let Some(word) = usize::try_from(pfn.0 >> 6)
+            .ok()
+            .and_then(|i| self.tracked.get(i))
+        {
+            let bit = 1u64 << (pfn.0 & 63);
+            if new == FrameState::Host {
+                word.fetch_and(!bit, Ordering::Release);
+            } else {
+                word.fetch_or(bit, Ordering::Release);
+            }
+        }
         if old_key == new_key {
             return;
         }

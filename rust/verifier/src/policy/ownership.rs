@@ -61,21 +61,30 @@ pub struct ReclaimPlan {
     epoch: u64,
 }
 
+/// Overwrites the contents of frames. The kernel's implementation zeroes a frame through the
+/// kernel's mapping of it; only [`ReclaimPlan::scrub`] calls it.
+pub trait Scrubber {
+    /// Overwrites the 4 KiB frame `pfn` with zeroes.
+    fn scrub(&mut self, pfn: Pfn);
+}
+
 impl ReclaimPlan {
-    /// The frame the kernel must scrub before committing.
+    /// The frame the plan returns to the host.
     pub fn pfn(&self) -> Pfn {
         self.pfn
     }
 
-    /// Attests that the frame's contents have been overwritten (with zeroes, through the
-    /// HyperPS alias, after the check). Only the glue calls this, right after the scrub.
-    pub fn scrubbed(self) -> Scrubbed<ReclaimPlan> {
+    /// Scrubs the frame with `scrubber`, after the check, and returns the proof that
+    /// [`Verifier::commit_reclaim`] requires. The proof is made here and nowhere else, so a
+    /// reclaim cannot be committed without a scrub.
+    pub fn scrub(self, scrubber: &mut impl Scrubber) -> Scrubbed<ReclaimPlan> {
+        scrubber.scrub(self.pfn);
         Scrubbed(self)
     }
 }
 
 /// A plan whose frame has been scrubbed. The type exists so that a reclaim cannot be committed
-/// without passing through [`ReclaimPlan::scrubbed`].
+/// without passing through [`ReclaimPlan::scrub`].
 #[derive(Debug)]
 #[must_use]
 pub struct Scrubbed<T>(T);
@@ -175,6 +184,22 @@ impl<'a> Verifier<'a> {
         let plan = self.check_donate(vm, first, frames)?;
         self.commit_donate(plan);
         Ok(())
+    }
+
+    /// Takes back a donation that the backend made earlier in the same call, before anything
+    /// mapped the frame, because a later step of the call was refused: `Vm(vm)` => `Host`, as
+    /// the frame was. Anything else is an anomaly and changes nothing.
+    pub(super) fn undo_donation(&mut self, vm: VmId, pfn: Pfn) {
+        let unmapped = !self.is_mapped(pfn).unwrap_or(true);
+        if self.frame_state(pfn) != Some(FrameState::Vm(vm)) || !unmapped {
+            self.audit.anomaly();
+            return;
+        }
+        if let Ok(r) = self.vm_record_mut(vm) {
+            r.owned_frames = r.owned_frames.saturating_sub(1);
+        }
+        self.set_state(pfn, FrameState::Host);
+        self.bump_epoch();
     }
 
     /// Checks that a frame may return to the host: the kernel is freeing it, or its VM was
@@ -416,6 +441,23 @@ impl<'a> Verifier<'a> {
             r.owned_frames = r.owned_frames.saturating_add(1);
         }
         self.bump_epoch();
+    }
+
+    /// Marks frames of HyperPS's own tables, at initialisation.
+    ///
+    /// ```text
+    /// Host: OWNED => Protected(Own), for good
+    /// ```
+    pub fn protect_own(&mut self, pfn: Pfn) -> Result<(), Denial> {
+        let verdict = match self.frame(pfn).map(|f| f.state) {
+            Ok(FrameState::Host) | Ok(FrameState::Protected(Protected::Own)) => Ok(()),
+            Ok(_) => Err(Denial::WrongState),
+            Err(e) => Err(e),
+        };
+        self.record(CheckClass::Ownership, pfn.0, 0, 0, verdict)?;
+        self.set_state(pfn, FrameState::Protected(Protected::Own));
+        self.bump_epoch();
+        Ok(())
     }
 
     /// Moves a host frame into the HyperPS protected pool.

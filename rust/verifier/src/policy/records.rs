@@ -67,6 +67,9 @@ pub enum Protected {
     },
     /// The root page table of the HyperPS Space. `CR3` may never name it from outside.
     HyperPsRoot,
+    /// A page of HyperPS's own records (the frame table and the other tables): never a
+    /// VM's, never another role, never freed.
+    Own,
 }
 
 /// Record of an EPT paging-structure page.

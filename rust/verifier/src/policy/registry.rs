@@ -226,6 +226,29 @@ impl<'a> Verifier<'a> {
         Ok(())
     }
 
+    /// Takes back a registration that the backend made earlier in the same call, because a
+    /// later step of the call was refused: the page, still without entries or references,
+    /// becomes the clean pool page it was. Anything else is an anomaly and changes nothing.
+    pub(super) fn undo_ept_registration(&mut self, pfn: Pfn) {
+        let vm = match self.ept_page(pfn) {
+            Some(p) if p.entries == 0 && p.refs == 0 => p.vm,
+            _ => {
+                self.audit.anomaly();
+                return;
+            }
+        };
+        self.set_state(
+            pfn,
+            FrameState::Protected(Protected::Pool {
+                invept_pending: None,
+            }),
+        );
+        if let Ok(r) = self.vm_record_mut(vm) {
+            r.ept_pages = r.ept_pages.saturating_sub(1);
+        }
+        self.bump_epoch();
+    }
+
     /// Reports that a global INVEPT (all contexts) has completed on every CPU.
     pub fn note_invept_global(&mut self) {
         self.invept_gen = self.invept_gen.wrapping_add(1);
@@ -579,6 +602,49 @@ impl<'a> Verifier<'a> {
             Some(p) if p.refs > 0 => p.refs = p.refs.saturating_sub(1),
             _ => self.audit.anomaly(),
         }
+    }
+
+    /// True if [`Verifier::create_vm`] would find a free slot.
+    pub fn vm_slot_free(&self) -> bool {
+        self.vms.iter().any(|r| !r.live && !r.retired)
+    }
+
+    /// True if [`Verifier::create_vcpu`] would find a free slot.
+    pub fn vcpu_slot_free(&self) -> bool {
+        self.vcpus.iter().any(|r| !r.live && !r.retired)
+    }
+
+    /// True if `n` more VMCSs could be registered.
+    pub fn vmcs_slots_free(&self, n: usize) -> bool {
+        self.vmcs.iter().filter(|r| !r.live).count() >= n
+    }
+
+    /// True if [`Verifier::assign_vpid`] would accept `vpid` for a live vCPU.
+    pub fn vpid_assignable(&self, vpid: Vpid) -> bool {
+        vpid.0 != 0
+            && self.vpids.get(usize::from(vpid.0)).is_some_and(|rec| {
+                rec.owner.is_none()
+                    && !matches!(rec.invvpid_pending, Some(gen) if gen == self.invvpid_gen)
+            })
+    }
+
+    /// True if `pfn` may become a HyperPS page (it is `Host`, or a clean pool page).
+    pub fn can_protect(&self, pfn: Pfn) -> bool {
+        self.take_for_protection(pfn).is_ok()
+    }
+
+    /// The vCPU, VM and kind of a registered VMCS.
+    pub fn vmcs_owner(&self, pfn: Pfn) -> Option<(VcpuId, VmId, VmcsKind)> {
+        let slot = self.vmcs_slot_of(pfn).ok()?;
+        self.vmcs
+            .get(usize::from(slot))
+            .filter(|r| r.live)
+            .map(|r| (r.vcpu, r.vm, r.kind))
+    }
+
+    /// The vCPU a registered vCPU id belongs to: its VM, if the vCPU is live.
+    pub fn vcpu_vm(&self, vcpu: VcpuId) -> Option<VmId> {
+        self.vcpu_record(vcpu).ok().map(|r| r.vm)
     }
 
     /// Kind of a registered VMCS.

@@ -11,6 +11,8 @@ use hyperps_verifier::policy::ept::{
 };
 use hyperps_verifier::*;
 
+pub mod mock;
+
 /// Frames in the default test frame table: 8 regions of 2 MiB.
 pub const FRAMES: usize = 4096;
 /// MAXPHYADDR used by the tests.
@@ -149,9 +151,26 @@ pub fn vm_with_ept(v: &mut Verifier<'_>, root: u64) -> VmId {
     vm
 }
 
+/// Counts the frames it is asked to scrub (the kernel zeroes them).
+#[derive(Default)]
+pub struct CountingScrubber {
+    pub scrubbed: Vec<Pfn>,
+}
+
+impl Scrubber for CountingScrubber {
+    fn scrub(&mut self, pfn: Pfn) {
+        self.scrubbed.push(pfn);
+    }
+}
+
 pub fn reclaim(v: &mut Verifier<'_>, pfn: u64) -> Result<(), Denial> {
     let plan = v.check_reclaim(Pfn(pfn))?;
-    // The kernel scrubs the frame here.
-    v.commit_reclaim(plan.scrubbed());
+    let mut s = CountingScrubber::default();
+    v.commit_reclaim(plan.scrub(&mut s));
+    assert_eq!(
+        s.scrubbed,
+        vec![Pfn(pfn)],
+        "a reclaim scrubs exactly its frame"
+    );
     Ok(())
 }
