@@ -2,11 +2,12 @@
 /*
  * HyperPS: the C half of hyperps.ko.
  *
- * The policy and all hook logic are in Rust (hyperps_main.rs, glue.rs).  This
- * file holds what the 6.12 Rust abstractions lack: the ops table, a raw
- * spinlock taken with IRQs off, page allocation with a gfp, the atomics on
- * SPTEs, host state reads, INVEPT/INVVPID on all CPUs, the module parameter,
- * debugfs, the trace event and rate-limited logging.
+ * The policy and all hook logic are in Rust (the backend in rust/verifier, the
+ * entry points in glue.rs).  This file holds what the 6.12 Rust abstractions
+ * lack: the ops table, a raw spinlock taken with IRQs off, page allocation
+ * with a gfp, the atomics on SPTEs, host register and MSR reads, the lockless
+ * walk of a VMM's page tables, struct page tests, INVEPT/INVVPID on all CPUs,
+ * the module parameter, debugfs, the trace event and rate-limited logging.
  */
 #define pr_fmt(fmt) "hyperps: " fmt
 
@@ -18,7 +19,9 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/pgtable.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
 #include <linux/seq_file.h>
 #include <linux/smp.h>
 #include <linux/spinlock.h>
@@ -60,8 +63,13 @@ bool hps_c_in_nmi(void)
 	return in_nmi();
 }
 
-/* mode=enforce (default) or mode=audit, writable at runtime. */
+/*
+ * mode=enforce (the default) or mode=audit, chosen at load.  Once the backend is
+ * registered the mode may only move from audit to enforce: nothing reachable
+ * from outside may weaken enforcement again.
+ */
 static bool hps_enforce = true;
+static bool hps_registered;
 
 bool hps_c_enforce(void)
 {
@@ -70,12 +78,17 @@ bool hps_c_enforce(void)
 
 static int hps_mode_set(const char *val, const struct kernel_param *kp)
 {
-	if (sysfs_streq(val, "enforce"))
+	if (sysfs_streq(val, "enforce")) {
 		WRITE_ONCE(hps_enforce, true);
-	else if (sysfs_streq(val, "audit"))
-		WRITE_ONCE(hps_enforce, false);
-	else
+		return 0;
+	}
+	if (!sysfs_streq(val, "audit"))
 		return -EINVAL;
+	if (READ_ONCE(hps_registered)) {
+		pr_warn_ratelimited("mode cannot go back to audit once enforcing\n");
+		return READ_ONCE(hps_enforce) ? -EPERM : 0;
+	}
+	WRITE_ONCE(hps_enforce, false);
 	return 0;
 }
 
@@ -89,13 +102,14 @@ static const struct kernel_param_ops hps_mode_ops = {
 	.get = hps_mode_get,
 };
 module_param_cb(mode, &hps_mode_ops, NULL, 0644);
-MODULE_PARM_DESC(mode, "enforce: refused writes are not performed; audit: logged, then allowed");
+MODULE_PARM_DESC(mode, "enforce: refused writes are not performed; audit: logged, then allowed (at load only; audit may later become enforce, never the reverse)");
 
 /*
  * The verifier's tables.  They live as long as the module, which a registered
  * backend is pinned for; they are freed only when module init fails.
  */
 static void *hps_tables[32];
+static size_t hps_table_sizes[32];
 static unsigned int hps_nr_tables;
 
 void *hps_c_vzalloc(size_t size)
@@ -105,9 +119,26 @@ void *hps_c_vzalloc(size_t size)
 	if (hps_nr_tables == ARRAY_SIZE(hps_tables))
 		return NULL;
 	p = vzalloc(size);
-	if (p)
+	if (p) {
+		hps_table_sizes[hps_nr_tables] = size;
 		hps_tables[hps_nr_tables++] = p;
+	}
 	return p;
+}
+
+unsigned int hps_c_table_count(void)
+{
+	return hps_nr_tables;
+}
+
+size_t hps_c_table_size(unsigned int i)
+{
+	return i < hps_nr_tables ? hps_table_sizes[i] : 0;
+}
+
+u64 hps_c_table_pfn(unsigned int i, size_t offset)
+{
+	return vmalloc_to_pfn(hps_tables[i] + offset);
 }
 
 void hps_c_free_tables(void)
@@ -165,9 +196,10 @@ u8 hps_c_phys_bits(void)
 	return 36;
 }
 
+/* The CPU's CR4 itself, not the kernel's per-CPU copy of it. */
 u64 hps_c_cr4(void)
 {
-	return cr4_read_shadow();
+	return __read_cr4();
 }
 
 u64 hps_c_zero_pfn(void)
@@ -175,49 +207,200 @@ u64 hps_c_zero_pfn(void)
 	return page_to_pfn(ZERO_PAGE(0));
 }
 
-/* The host state KVM writes into the host-state area, computed as KVM does. */
-void hps_c_host_state(struct hps_host_state *hs)
+/*
+ * The value a host-state field must hold, read from this CPU: the registers
+ * and MSRs themselves, and the per-CPU addresses that are fixed since boot
+ * (the TSS and the entry stack, which KVM computes the same way).
+ */
+u64 hps_c_host_value(u32 which)
 {
 	int cpu = raw_smp_processor_id();
 	struct desc_ptr dt;
-	u32 lo, hi;
-	u64 v;
+	u64 v = 0;
+	u16 sel;
 
-	hs->cr0 = read_cr0();
-	hs->cr3 = __get_current_cr3_fast();
-	hs->cr4 = cr4_read_shadow();
-	if (likely(current->mm && !test_thread_flag(TIF_ADDR32))) {
-		hs->fs_selector = current->thread.fsindex;
-		hs->gs_selector = current->thread.gsindex;
-		hs->fs_base = current->thread.fsbase;
-	} else {
-		savesegment(fs, hs->fs_selector);
-		savesegment(gs, hs->gs_selector);
+	switch (which) {
+	case HPS_HOST_CR0:
+		return native_read_cr0();
+	case HPS_HOST_CR3:
+		return __native_read_cr3() & ~X86_CR3_PCID_NOFLUSH;
+	case HPS_HOST_CR4:
+		return __read_cr4();
+	case HPS_HOST_FS_SEL:
+		savesegment(fs, sel);
+		/* vmx_set_host_fs_gs() writes 0 for an LDT or RPL != 0 selector. */
+		return sel & 7 ? 0 : sel;
+	case HPS_HOST_GS_SEL:
+		savesegment(gs, sel);
+		return sel & 7 ? 0 : sel;
+	case HPS_HOST_FS_BASE:
 		rdmsrl(MSR_FS_BASE, v);
-		hs->fs_base = v;
+		return v;
+	case HPS_HOST_GS_BASE:
+		rdmsrl(MSR_GS_BASE, v);
+		return v;
+	case HPS_HOST_TR_BASE:
+		return (unsigned long)&get_cpu_entry_area(cpu)->tss.x86_tss;
+	case HPS_HOST_GDTR_BASE:
+		native_store_gdt(&dt);
+		return dt.address;
+	case HPS_HOST_IDTR_BASE:
+		store_idt(&dt);
+		return dt.address;
+	case HPS_HOST_SYSENTER_CS:
+		rdmsrl(MSR_IA32_SYSENTER_CS, v);
+		return (u32)v;
+	case HPS_HOST_SYSENTER_ESP:
+		return (unsigned long)(cpu_entry_stack(cpu) + 1);
+	case HPS_HOST_SYSENTER_EIP:
+		rdmsrl(MSR_IA32_SYSENTER_EIP, v);
+		return v;
+	case HPS_HOST_PAT:
+		rdmsrl(MSR_IA32_CR_PAT, v);
+		return v;
+	case HPS_HOST_EFER:
+		rdmsrl(MSR_EFER, v);
+		return v;
+	case HPS_HOST_PERF_GLOBAL_CTRL:
+		if (rdmsrl_safe(MSR_CORE_PERF_GLOBAL_CTRL, &v))
+			v = 0;
+		return v;
 	}
-	/* vmx_set_host_fs_gs() writes 0 for an LDT or RPL != 0 selector. */
-	if (hs->fs_selector & 7)
-		hs->fs_selector = 0;
-	if (hs->gs_selector & 7)
-		hs->gs_selector = 0;
-	hs->gs_base = cpu_kernelmode_gs_base(cpu);
-	hs->tr_base = (unsigned long)&get_cpu_entry_area(cpu)->tss.x86_tss;
-	hs->gdtr_base = (unsigned long)get_current_gdt_ro();
-	store_idt(&dt);
-	hs->idtr_base = dt.address;
-	hs->sysenter_esp = (unsigned long)(cpu_entry_stack(cpu) + 1);
-	rdmsr(MSR_IA32_SYSENTER_CS, lo, hi);
-	hs->sysenter_cs = lo;
-	rdmsrl(MSR_IA32_SYSENTER_EIP, v);
-	hs->sysenter_eip = v;
-	rdmsrl(MSR_IA32_CR_PAT, v);
-	hs->pat = v;
-	rdmsrl(MSR_EFER, v);
-	hs->efer = v;
-	if (rdmsrl_safe(MSR_CORE_PERF_GLOBAL_CTRL, &v))
-		v = 0;
-	hs->perf_global_ctrl = v;
+	return ~0ULL;
+}
+
+bool hps_c_rdmsr(u32 msr, u64 *val)
+{
+	return !rdmsrl_safe(msr, val);
+}
+
+/* The VMM's address space is named by its address; keep it from being reused. */
+unsigned long hps_c_current_mm(void)
+{
+	return (unsigned long)current->mm;
+}
+
+void hps_c_mm_grab(unsigned long mm)
+{
+	if (mm)
+		mmgrab((struct mm_struct *)mm);
+}
+
+void hps_c_mm_drop(unsigned long mm)
+{
+	if (mm)
+		mmdrop((struct mm_struct *)mm);
+}
+
+/*
+ * What the current task maps at @hva.  A lockless walk like GUP-fast: IRQs are
+ * off (the caller holds hps_lock), so the page tables of the current mm, which
+ * this CPU has loaded, cannot be freed under the walk.
+ */
+bool hps_c_user_mapping(u64 hva, u64 *pfn, bool *writable, u32 *level)
+{
+	struct mm_struct *mm = current->mm;
+	pgd_t *pgdp, pgd;
+	p4d_t *p4dp, p4d;
+	pud_t *pudp, pud;
+	pmd_t *pmdp, pmd;
+	pte_t *ptep, pte;
+
+	lockdep_assert_irqs_disabled();
+	if (!mm || hva >= TASK_SIZE_MAX)
+		return false;
+
+	pgdp = pgd_offset(mm, hva);
+	pgd = READ_ONCE(*pgdp);
+	if (!pgd_present(pgd))
+		return false;
+	p4dp = p4d_offset_lockless(pgdp, pgd, hva);
+	p4d = READ_ONCE(*p4dp);
+	if (!p4d_present(p4d))
+		return false;
+	pudp = pud_offset_lockless(p4dp, p4d, hva);
+	pud = READ_ONCE(*pudp);
+	if (!pud_present(pud))
+		return false;
+	if (pud_leaf(pud)) {
+		*pfn = pud_pfn(pud) + ((hva & ~PUD_MASK) >> PAGE_SHIFT);
+		*writable = pud_write(pud);
+		*level = 3;
+		return true;
+	}
+	pmdp = pmd_offset_lockless(pudp, pud, hva);
+	pmd = pmdp_get_lockless(pmdp);
+	if (!pmd_present(pmd))
+		return false;
+	if (pmd_leaf(pmd)) {
+		*pfn = pmd_pfn(pmd) + ((hva & ~PMD_MASK) >> PAGE_SHIFT);
+		*writable = pmd_write(pmd);
+		*level = 2;
+		return true;
+	}
+	if (pmd_bad(pmd))
+		return false;
+	/* No highmem on x86-64: the PTE table is in the direct map. */
+	ptep = pte_offset_kernel(&pmd, hva);
+	pte = ptep_get_lockless(ptep);
+	/* Special mappings (PFN maps, device memory) are never guest memory. */
+	if (!pte_present(pte) || pte_special(pte))
+		return false;
+	*pfn = pte_pfn(pte);
+	*writable = pte_write(pte);
+	*level = 1;
+	return true;
+}
+
+/*
+ * What the kernel uses a frame for.  A VM may only get process memory, and only
+ * pages the kernel keeps for itself may become HyperPS pages.
+ */
+u32 hps_c_frame_kind(u64 pfn)
+{
+	struct folio *folio;
+	struct page *page;
+
+	if (!pfn_valid(pfn))
+		return HPS_FRAME_UNUSABLE;
+	page = pfn_to_page(pfn);
+	if (PageReserved(page) || is_zero_pfn(pfn))
+		return HPS_FRAME_UNUSABLE;
+	folio = page_folio(page);
+	if (!folio_ref_count(folio))
+		return HPS_FRAME_UNUSABLE;
+	if (PageSlab(page) || PageTable(page))
+		return HPS_FRAME_KERNEL;
+	if (folio_test_anon(folio) || folio_test_hugetlb(folio) ||
+	    READ_ONCE(folio->mapping) || page_mapped(page))
+		return HPS_FRAME_USER;
+	return HPS_FRAME_KERNEL;
+}
+
+bool hps_c_frames_equal(u64 a, u64 b)
+{
+	if (!pfn_valid(a) || !pfn_valid(b))
+		return false;
+	return !memcmp(pfn_to_kaddr(a), pfn_to_kaddr(b), PAGE_SIZE);
+}
+
+void hps_c_scrub(u64 pfn)
+{
+	if (pfn_valid(pfn))
+		clear_page(pfn_to_kaddr(pfn));
+}
+
+bool hps_c_pgd_is_new(u64 pa, unsigned int nr_pages)
+{
+	return hyperps_pgd_is_new(pa, nr_pages);
+}
+
+bool hps_c_read_phys(u64 pa, u64 *val)
+{
+	if (!pfn_valid(PHYS_PFN(pa)) || !IS_ALIGNED(pa, sizeof(u64)))
+		return false;
+	*val = READ_ONCE(*(u64 *)__va(pa));
+	return true;
 }
 
 /* HOST_RIP must point into module space (kvm_intel's vmx_vmexit). */
@@ -349,6 +532,7 @@ static const struct hyperps_ops hps_ops = {
 	.vmcs_clear = hps_rs_vmcs_clear,
 	.vmxon = hps_rs_vmxon,
 	.vmxoff = hps_rs_vmxoff,
+	.vm_entry = hps_rs_vm_entry,
 	.ept_load = hps_rs_ept_load,
 	.page_alloc = hps_rs_page_alloc,
 	.page_free = hps_rs_page_free,
@@ -356,6 +540,7 @@ static const struct hyperps_ops hps_ops = {
 	.vcpu_free = hps_rs_vcpu_free,
 	.nested_enter = hps_rs_nested_enter,
 	.nested_leave = hps_rs_nested_leave,
+	.guest_page = hps_rs_guest_page,
 	.spte_xchg = hps_rs_spte_xchg,
 	.spte_store = hps_rs_spte_store,
 	.spte_cmpxchg = hps_rs_spte_cmpxchg,
@@ -365,6 +550,8 @@ static const struct hyperps_ops hps_ops = {
 	.pt_alloc = hps_rs_pt_alloc,
 	.pt_free = hps_rs_pt_free,
 	.pt_root = hps_rs_pt_root,
+	.memslot_add = hps_rs_memslot_add,
+	.memslot_remove = hps_rs_memslot_remove,
 	.vm_create = hps_rs_vm_create,
 	.vm_destroy = hps_rs_vm_destroy,
 	.cr0_write = hps_rs_cr0_write,
@@ -373,6 +560,7 @@ static const struct hyperps_ops hps_ops = {
 	.ksm_merge = hps_rs_ksm_merge,
 	.pgd_add = hps_rs_pgd_add,
 	.pgd_remove = hps_rs_pgd_remove,
+	.free_pages = hps_rs_free_pages,
 };
 
 /*
@@ -424,6 +612,7 @@ int hps_c_register(void)
 	}
 	/* hyperps_register_ops() has reported every existing root by now. */
 	smp_store_release(&hps_roots_complete, true);
+	WRITE_ONCE(hps_registered, true);
 	return 0;
 }
 
@@ -448,7 +637,7 @@ static int hps_counters_show(struct seq_file *m, void *v)
 	seq_printf(m, "frames host %llu vm %llu shared %llu protected %llu\n",
 		   s->frames_host, s->frames_vm, s->frames_shared,
 		   s->frames_protected);
-	seq_printf(m, "scrub_on_free %s\n", want_init_on_free() ? "yes" : "no");
+	seq_printf(m, "scrub_on_free yes\n");
 	kfree(s);
 	return 0;
 }
@@ -473,15 +662,7 @@ DEFINE_SHOW_ATTRIBUTE(hps_refusals);
 
 int hps_c_init(void)
 {
-	/*
-	 * A frame goes back to the host when its VM stops mapping it, but it is
-	 * still the VMM's memory then and cannot be zeroed; only the page
-	 * allocator knows when it is really free.
-	 */
-	if (want_init_on_free())
-		pr_info("freed pages are zeroed (init_on_free): a VM's frames are scrubbed when the host frees them\n");
-	else
-		pr_notice("freed pages are not zeroed: a VM's frames keep its data once the VMM frees them; boot with init_on_free=1 to scrub them\n");
+	pr_info("a VM's frames stay its own until the page allocator frees them; HyperPS scrubs them there\n");
 
 	hps_dir = debugfs_create_dir("hyperps", NULL);
 	debugfs_create_file("counters", 0400, hps_dir, NULL, &hps_counters_fops);

@@ -9,13 +9,19 @@
 #include <linux/hyperps.h>
 #include <linux/types.h>
 
-/* Shared with Rust (glue.rs); keep the layouts in sync. */
-struct hps_host_state {
-	u64 cr0, cr3, cr4;
-	u64 fs_base, gs_base, tr_base, gdtr_base, idtr_base;
-	u64 sysenter_esp, sysenter_eip, pat, efer, perf_global_ctrl;
-	u32 sysenter_cs;
-	u16 fs_selector, gs_selector;
+/* Shared with Rust (glue.rs); keep the values in sync. */
+enum hps_frame_kind {
+	HPS_FRAME_UNUSABLE = 0,
+	HPS_FRAME_USER = 1,
+	HPS_FRAME_KERNEL = 2,
+};
+
+enum hps_host_value {
+	HPS_HOST_CR0, HPS_HOST_CR3, HPS_HOST_CR4,
+	HPS_HOST_FS_SEL, HPS_HOST_GS_SEL, HPS_HOST_FS_BASE, HPS_HOST_GS_BASE,
+	HPS_HOST_TR_BASE, HPS_HOST_GDTR_BASE, HPS_HOST_IDTR_BASE,
+	HPS_HOST_SYSENTER_CS, HPS_HOST_SYSENTER_ESP, HPS_HOST_SYSENTER_EIP,
+	HPS_HOST_PAT, HPS_HOST_EFER, HPS_HOST_PERF_GLOBAL_CTRL,
 };
 
 #define HPS_CLASSES	9
@@ -43,6 +49,8 @@ int hps_rs_vmcs_load(u64 pa);
 int hps_rs_vmcs_clear(u64 pa);
 int hps_rs_vmxon(u64 pa);
 int hps_rs_vmxoff(bool emergency);
+int hps_rs_vm_entry(struct kvm *kvm, struct kvm_vcpu *vcpu,
+		    const struct hyperps_msr_lists *lists);
 int hps_rs_ept_load(struct kvm *kvm, struct kvm_vcpu *vcpu, u64 root, u64 eptp);
 int hps_rs_page_alloc(u32 type, u64 pa);
 int hps_rs_page_free(u32 type, u64 pa);
@@ -50,9 +58,11 @@ int hps_rs_vcpu_create(const struct hyperps_vcpu_info *info);
 void hps_rs_vcpu_free(struct kvm *kvm, struct kvm_vcpu *vcpu);
 void hps_rs_nested_enter(const struct hyperps_nested_info *info);
 void hps_rs_nested_leave(struct kvm *kvm, struct kvm_vcpu *vcpu);
-u64 hps_rs_spte_xchg(u64 *sptep, u64 new_spte, int level);
-void hps_rs_spte_store(u64 *sptep, u64 new_spte, int level);
-bool hps_rs_spte_cmpxchg(u64 *sptep, u64 *old_spte, u64 new_spte, int level);
+int hps_rs_guest_page(struct kvm *kvm, u64 gfn, u64 pfn);
+u64 hps_rs_spte_xchg(u64 *sptep, u64 new_spte, int level, u64 gfn);
+void hps_rs_spte_store(u64 *sptep, u64 new_spte, int level, u64 gfn);
+bool hps_rs_spte_cmpxchg(u64 *sptep, u64 *old_spte, u64 new_spte, int level,
+			 u64 gfn);
 u64 hps_rs_spte_and(u64 *sptep, u64 mask, int level);
 void hps_rs_spte_xchg_batch(u64 *sptep, unsigned int nr, u64 new_spte,
 			    u64 *old_sptes, int level);
@@ -60,6 +70,8 @@ void hps_rs_spte_fill(u64 *pt, u64 first_spte, u64 step, int level);
 void *hps_rs_pt_alloc(struct kvm *kvm, u64 init_value, gfp_t gfp);
 void hps_rs_pt_free(void *pt);
 void hps_rs_pt_root(struct kvm *kvm, void *pt, int level);
+int hps_rs_memslot_add(struct kvm *kvm, const struct hyperps_memslot *slot);
+void hps_rs_memslot_remove(struct kvm *kvm, const struct hyperps_memslot *slot);
 int hps_rs_vm_create(struct kvm *kvm, struct mm_struct *mm);
 void hps_rs_vm_destroy(struct kvm *kvm);
 int hps_rs_cr0_write(unsigned long val);
@@ -69,6 +81,7 @@ int hps_rs_ksm_merge(struct mm_struct *mm, unsigned long addr,
 		     unsigned long pfn, unsigned long kpfn);
 int hps_rs_pgd_add(u64 pa, unsigned int nr_pages);
 void hps_rs_pgd_remove(u64 pa, unsigned int nr_pages);
+int hps_rs_free_pages(unsigned long pfn, unsigned int order);
 void hps_rs_stats(struct hps_stats *out);
 void hps_rs_deferred_work(void);
 
@@ -79,6 +92,9 @@ bool hps_c_in_nmi(void);
 bool hps_c_enforce(void);
 void *hps_c_vzalloc(size_t size);
 void hps_c_free_tables(void);
+unsigned int hps_c_table_count(void);
+size_t hps_c_table_size(unsigned int i);
+u64 hps_c_table_pfn(unsigned int i, size_t offset);
 u64 hps_c_pa(const void *p);
 void *hps_c_va(u64 pa);
 void *hps_c_pt_page(gfp_t gfp, u64 init_value);
@@ -89,7 +105,17 @@ u64 hps_c_max_pfn(void);
 u8 hps_c_phys_bits(void);
 u64 hps_c_cr4(void);
 u64 hps_c_zero_pfn(void);
-void hps_c_host_state(struct hps_host_state *hs);
+u64 hps_c_host_value(u32 which);
+bool hps_c_rdmsr(u32 msr, u64 *val);
+unsigned long hps_c_current_mm(void);
+void hps_c_mm_grab(unsigned long mm);
+void hps_c_mm_drop(unsigned long mm);
+bool hps_c_user_mapping(u64 hva, u64 *pfn, bool *writable, u32 *level);
+u32 hps_c_frame_kind(u64 pfn);
+bool hps_c_frames_equal(u64 a, u64 b);
+void hps_c_scrub(u64 pfn);
+bool hps_c_pgd_is_new(u64 pa, unsigned int nr_pages);
+bool hps_c_read_phys(u64 pa, u64 *val);
 bool hps_c_module_addr(u64 addr);
 void hps_c_report(u32 class, const char *reason, size_t len, u64 subject,
 		  u64 old, u64 new, bool enforced);

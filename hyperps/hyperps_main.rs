@@ -17,7 +17,10 @@ mod glue;
 pub mod policy;
 mod vmx_caps;
 
+use core::sync::atomic::AtomicU64;
 use glue::c;
+
+use policy::backend::{Backend, BackendTables, MemslotRecord, PendingPt, VcpuSlot, VmSlot};
 use policy::{
     AuditRecord, Config, CpuRecord, EptLevel, FrameRecord, Pfn, RegionRecord, ShareRecord, Tables,
     VcpuRecord, Verifier, VmRecord, VmcsRecord, VpidRecord,
@@ -70,12 +73,28 @@ fn alloc_table<T: Copy>(n: usize, init: T) -> Result<&'static mut [T]> {
     Ok(unsafe { core::slice::from_raw_parts_mut(p, n) })
 }
 
+/// Allocates a zeroed bitmap of at least `bits` bits, as atomic words.
+fn alloc_bitmap(bits: usize) -> Result<&'static [AtomicU64]> {
+    let words = bits.div_ceil(64);
+    let size = words
+        .checked_mul(core::mem::size_of::<AtomicU64>())
+        .ok_or(ENOMEM)?;
+    // SAFETY: no precondition; vzalloc returns zeroed, page-aligned memory.
+    let p = unsafe { c::hps_c_vzalloc(size) }.cast::<AtomicU64>();
+    if p.is_null() {
+        return Err(ENOMEM);
+    }
+    // SAFETY: `AtomicU64` has the size, alignment and bit validity of `u64`, and the memory is
+    // `words` zeroed words that live as long as the module (see `alloc_table`).
+    Ok(unsafe { core::slice::from_raw_parts(p, words) })
+}
+
 /// The verifier's configuration, read from the running host.
 fn host_config(caps: &vmx_caps::VmxCaps) -> Config {
     let ept = caps.ept_vpid();
     // SAFETY: no precondition.
     let phys_addr_bits = unsafe { c::hps_c_phys_bits() };
-    // SAFETY: no precondition.
+    // SAFETY: no precondition (reads CR4 of this CPU).
     let cr4 = unsafe { c::hps_c_cr4() };
     Config {
         phys_addr_bits,
@@ -91,10 +110,11 @@ fn host_config(caps: &vmx_caps::VmxCaps) -> Config {
         max_kernel_asid: MAX_KERNEL_ASID,
         hyperps_pcid: HYPERPS_PCID,
         msr_list_max: 8,
+        cr4_pcide: cr4 & policy::cr::CR4_PCIDE != 0,
     }
 }
 
-fn build_state(config: Config) -> Result<glue::State> {
+fn build_backend(config: Config) -> Result<(Backend<'static>, &'static [AtomicU64])> {
     // SAFETY: no precondition.
     let frames = usize::try_from(unsafe { c::hps_c_max_pfn() }).map_err(|_| EINVAL)?;
     // SAFETY: no precondition.
@@ -114,6 +134,8 @@ fn build_state(config: Config) -> Result<glue::State> {
         pr_err!("verifier rejected the host configuration: {:?}\n", d);
         EINVAL
     })?;
+    let tracked = alloc_bitmap(frames)?;
+    v.attach_tracked(tracked).map_err(|_| EINVAL)?;
     // SAFETY: no precondition.
     let zero = unsafe { c::hps_c_zero_pfn() };
     if v.register_zero_pages(Pfn(zero), 1).is_err() {
@@ -125,16 +147,15 @@ fn build_state(config: Config) -> Result<glue::State> {
         frames.saturating_mul(core::mem::size_of::<FrameRecord>()) / 1024,
         cpus
     );
-    Ok(glue::State {
-        v,
-        pending: alloc_table(frames, 0u32)?,
-        vms: alloc_table(glue::MAX_VMS, glue::VmSlot::FREE)?,
-        vcpus: alloc_table(glue::MAX_VCPUS, glue::VcpuSlot::FREE)?,
-        deferred: alloc_table(glue::DEFER_MAX, 0u64)?,
-        ndeferred: 0,
-        leaked: 0,
-        zombies: [0; glue::MAX_ZOMBIES],
-    })
+    let backend_tables = BackendTables {
+        pending: alloc_table(frames, PendingPt::NONE)?,
+        vms: alloc_table(glue::MAX_VMS, VmSlot::FREE)?,
+        vcpus: alloc_table(glue::MAX_VCPUS, VcpuSlot::FREE)?,
+        memslots: alloc_table(glue::MAX_MEMSLOTS, MemslotRecord::FREE)?,
+        deferred: alloc_table(glue::DEFER_MAX, None)?,
+    };
+    let backend = Backend::new(v, backend_tables).map_err(|_| EINVAL)?;
+    Ok((backend, tracked))
 }
 
 impl kernel::Module for HyperPs {
@@ -151,17 +172,30 @@ impl kernel::Module for HyperPs {
         let config = host_config(&caps);
         pr_info!("config {:?}\n", config);
         glue::set_cr_config(&config);
-        let state = build_state(config).inspect_err(|_| {
+        let (backend, tracked) = build_backend(config).inspect_err(|_| {
             pr_err!("cannot allocate the verifier's tables\n");
-            // SAFETY: `build_state` failed, so no slice of the tables survives.
+            // SAFETY: `build_backend` failed, so no slice of the tables survives.
             unsafe { c::hps_c_free_tables() };
         })?;
-        glue::install(state);
+        glue::install(backend, tracked);
+        // Nothing may make HyperPS's own records anything else.
+        // SAFETY: no precondition.
+        let tables = unsafe { c::hps_c_table_count() };
+        if let Err(e) = glue::protect_tables(tables) {
+            pr_err!("cannot mark the verifier's tables as HyperPS pages\n");
+            glue::uninstall();
+            // SAFETY: the state that referenced the tables was dropped by `uninstall`.
+            unsafe { c::hps_c_free_tables() };
+            return Err(e);
+        }
         // SAFETY: no precondition.
         unsafe { c::hps_c_init() };
-        // Last step: from here on the module is pinned and every hook is live.
-        // SAFETY: process context; the state is installed.
+        // Last step: from here on the module is pinned and every hook is live. The roots that
+        // exist are reported during registration, the only time they are taken unchecked.
+        glue::set_registering(true);
+        // SAFETY: process context; the backend is installed.
         let ret = unsafe { c::hps_c_register() };
+        glue::set_registering(false);
         if ret != 0 {
             if ret == EBUSY.to_errno() {
                 pr_err!("kvm_intel is loaded or another backend is registered: load hyperps before kvm_intel\n");

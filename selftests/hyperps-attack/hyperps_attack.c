@@ -272,10 +272,11 @@ static int attack_spte(struct attack_vm_args *a, const char *name,
 	}
 	before = READ_ONCE(*sptep);
 	new_spte = (before & ~ATTACK_SPTE_PFN) | (target_pfn << PAGE_SHIFT);
-	hyperps_call(spte_xchg, sptep, new_spte, level);
+	hyperps_call(spte_xchg, sptep, new_spte, level, a->attacker_gpa >> PAGE_SHIFT);
 	after = READ_ONCE(*sptep);
 	if (after != before)
-		hyperps_call(spte_xchg, sptep, before, level);
+		hyperps_call(spte_xchg, sptep, before, level,
+			     a->attacker_gpa >> PAGE_SHIFT);
 	scnprintf(attack_vm_result, sizeof(attack_vm_result),
 		  "%s %s spte at 0x%llx wrote 0x%llx before 0x%llx after 0x%llx\n",
 		  after == before ? "refused" : "ALLOWED", name,
