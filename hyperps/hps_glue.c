@@ -637,7 +637,8 @@ static int hps_counters_show(struct seq_file *m, void *v)
 	seq_printf(m, "frames host %llu vm %llu shared %llu protected %llu\n",
 		   s->frames_host, s->frames_vm, s->frames_shared,
 		   s->frames_protected);
-	seq_printf(m, "scrub_on_free yes\n");
+	seq_puts(m, "scrub_on_free yes\n");
+	seq_printf(m, "seal_refused %lu\n", hyperps_seal_refusals());
 	kfree(s);
 	return 0;
 }

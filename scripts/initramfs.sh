@@ -69,14 +69,19 @@ test)
 	}
 	add_tests ""
 	add hyperps_load_refused 60 "/hps/hyperps-load-refused.sh"
-	add setup:hyperps_on 60 "/hps/load-kvm.sh --hyperps"
+	# hyperps.ko is loaded in audit mode for the audit half of the attacks; the mode can only
+	# move to enforce afterwards, never back, so that half comes first.
+	add setup:hyperps_on 60 "HPS_HYPERPS_ARGS=mode=audit /hps/load-kvm.sh --hyperps"
 	add hyperps_registered 60 "/hps/hyperps-registered.sh"
+	add setup:attack_module 60 "grep -q '^hyperps_attack ' /proc/modules || insmod /hps/modules/hyperps_attack.ko"
+	add hyperps_attack_cr_audit 60 "/hps/hyperps-attack-cr.sh"
+	add hyperps_attack_vm_audit 900 "/hps/attack/hyperps_vm_attack_test"
+	add setup:hyperps_enforce 60 "/hps/hyperps-enforce.sh"
+	add hyperps_mode_one_way 60 "/hps/hyperps-mode-one-way.sh"
 	add_tests "with-hyperps/"
 	add hyperps_counters 60 "/hps/hyperps-counters.sh"
 	add hyperps_attack_cr 60 "/hps/hyperps-attack-cr.sh"
-	# hyperps_attack.ko stays loaded from the CR test.
-	add hyperps_attack_vm 180 "/hps/attack/hyperps_vm_attack_test"
-	add hyperps_attack_vm_audit 180 "/hps/hyperps-attack-vm-audit.sh"
+	add hyperps_attack_vm 900 "/hps/attack/hyperps_vm_attack_test"
 	;;
 run)
 	# What a user does: hyperps.ko first, then kvm_intel, then a real guest.

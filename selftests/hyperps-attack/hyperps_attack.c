@@ -1,26 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Test-only module: plays a compromised host kernel that calls the hooked
- * control-register functions with values that turn host protections off
- * (CR0.WP, CR4.SMEP) or switch to a page table of its own making (CR3).
- * With hyperps.ko in enforce mode every attempt must be refused, so the
- * register keeps its value.  Never load it on a machine you care about: if
- * HyperPS let a write through, the host would run without the protection
- * until the module restores it.
+ * Test-only module: plays a compromised host kernel.  It calls the hooked
+ * functions and the HyperPS ops that KVM and the kernel call, and the kernel's
+ * exported functions, with values and in an order of its choosing, to break
+ * the isolation of a victim VM, take over the host through a VM, or switch
+ * HyperPS off.  With hyperps.ko in enforce mode every attempt must be refused.
+ * Never load it on a machine you care about: if HyperPS let a write through,
+ * the module puts it back at once, but the host ran with it meanwhile.
  *
- * Each CR file under /sys/kernel/debug/hyperps_attack/ runs one attack when
- * it is read and prints "refused" or "ALLOWED" with the register before and
- * after.
+ * Control registers: each file under /sys/kernel/debug/hyperps_attack/
+ * named cr* runs one attack when read and prints "refused" or "ALLOWED" with
+ * the register before and after.
  *
- * The "vm" file attacks one VM's isolation from another.  Writing
+ * VMs: writing
  *
  *	<attack> <attacker vm fd> <victim vm fd> <attacker gpa> <victim gpa>
+ *	<victim hva> [<address>]
  *
- * (fds of the writing process, both VMs with a vCPU 0 that has run and
- * touched the given guest-physical pages) runs the attack; reading the file
- * returns the outcome of the last one.  The attacks call the HyperPS hooks
- * exactly as the patched KVM call sites do, and perform the write only if the
- * hook allows it (an allowed write is put back at once).
+ * to "vm" (fds of the writing process, both VMs with a vCPU 0 that has run
+ * and touched the given guest-physical pages; <victim hva> is memory of the
+ * victim's memslot that its guest has not touched) runs the attack; reading
+ * "vm" returns "refused ...", "ALLOWED ..." or, for the MSR-list attacks that
+ * the next VM entry decides, "armed ...".
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -28,10 +29,17 @@
 #include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/hyperps.h>
+#include <linux/jump_label.h>
 #include <linux/kvm_host.h>
+#include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/sched/task.h>
 #include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/static_call.h>
+#include <linux/vmalloc.h>
 #include <asm/asm.h>
+#include <asm/msr-index.h>
 #include <asm/pgalloc.h>
 #include <asm/processor-flags.h>
 #include <asm/special_insns.h>
@@ -39,6 +47,8 @@
 #include <asm/vmx.h>
 
 static struct dentry *attack_dir;
+
+/* Control registers. */
 
 static int cr0_wp_clear_show(struct seq_file *m, void *v)
 {
@@ -59,30 +69,71 @@ static int cr0_wp_clear_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(cr0_wp_clear);
 
-static int cr4_smep_clear_show(struct seq_file *m, void *v)
+static int cr0_cd_set_show(struct seq_file *m, void *v)
+{
+	unsigned long before, after;
+
+	preempt_disable();
+	before = read_cr0();
+	/* Caches off: the host crawls, and MTRR games become possible. */
+	native_write_cr0(before | X86_CR0_CD);
+	after = read_cr0();
+	if (after & X86_CR0_CD)
+		native_write_cr0(before);
+	preempt_enable();
+
+	seq_printf(m, "%s cr0 before 0x%lx after 0x%lx\n",
+		   after & X86_CR0_CD ? "ALLOWED" : "refused", before, after);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(cr0_cd_set);
+
+/* Clear @bit of CR4 the way KVM changes CR4; report whether it stayed. */
+static void cr4_clear_attack(struct seq_file *m, unsigned long bit,
+			     const char *what)
 {
 	unsigned long before, after;
 	unsigned long flags;
 
 	local_irq_save(flags);
 	before = __read_cr4();
-	if (!(before & X86_CR4_SMEP)) {
+	if (!(before & bit)) {
 		local_irq_restore(flags);
-		seq_puts(m, "skip: SMEP is not enabled on this CPU\n");
-		return 0;
+		seq_printf(m, "skip: %s is not set on this CPU\n", what);
+		return;
 	}
-	/* KVM's own way to change CR4: the shadow, then native_write_cr4(). */
-	cr4_update_irqsoff(0, X86_CR4_SMEP);
+	cr4_update_irqsoff(0, bit);
 	after = __read_cr4();
 	/* The shadow was updated before the refused write; put it back. */
-	cr4_update_irqsoff(X86_CR4_SMEP, 0);
+	cr4_update_irqsoff(bit, 0);
 	local_irq_restore(flags);
 
 	seq_printf(m, "%s cr4 before 0x%lx after 0x%lx\n",
-		   after & X86_CR4_SMEP ? "refused" : "ALLOWED", before, after);
+		   after & bit ? "refused" : "ALLOWED", before, after);
+}
+
+static int cr4_smep_clear_show(struct seq_file *m, void *v)
+{
+	cr4_clear_attack(m, X86_CR4_SMEP, "SMEP");
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(cr4_smep_clear);
+
+/* Only run in enforce mode: a CR3 with a PCID makes this write #GP. */
+static int cr4_pcide_clear_show(struct seq_file *m, void *v)
+{
+	cr4_clear_attack(m, X86_CR4_PCIDE, "PCIDE");
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(cr4_pcide_clear);
+
+/* Only run in enforce mode: clearing VMXE in VMX operation is a #GP. */
+static int cr4_vmxe_clear_show(struct seq_file *m, void *v)
+{
+	cr4_clear_attack(m, X86_CR4_VMXE, "VMXE");
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(cr4_vmxe_clear);
 
 static int cr3_unregistered_root_show(struct seq_file *m, void *v)
 {
@@ -117,6 +168,11 @@ DEFINE_SHOW_ATTRIBUTE(cr3_unregistered_root);
 #define ATTACK_SPTE_PRESENT	BIT_ULL(11)	/* KVM's SPTE_MMU_PRESENT_MASK */
 #define ATTACK_SPTE_LARGE	BIT_ULL(7)
 #define ATTACK_SPTE_PFN		GENMASK_ULL(51, 12)
+#define ATTACK_SPTE_NONPRESENT	BIT_ULL(63)	/* SHADOW_NONPRESENT_VALUE */
+/* A read/execute 2 MiB leaf as KVM builds them: WB, IPAT, A, host-writable. */
+#define ATTACK_SPTE_2M_RX	(ATTACK_SPTE_PRESENT | ATTACK_SPTE_LARGE | \
+				 BIT_ULL(0) | BIT_ULL(2) | (6ULL << 3) | \
+				 BIT_ULL(6) | BIT_ULL(8) | BIT_ULL(57))
 
 static DEFINE_MUTEX(attack_vm_lock);
 static char attack_vm_result[256];
@@ -126,13 +182,23 @@ struct attack_vm_args {
 	struct kvm *victim;
 	gpa_t attacker_gpa;
 	gpa_t victim_gpa;
+	unsigned long victim_hva;
+	unsigned long address;
 };
 
-/* Where a VM exit would land if HOST_RIP could be redirected. */
+/* Where a VM exit, a syscall or a retargeted op would land. */
 static noinline void attack_gadget(void)
 {
-	pr_emerg("a VM exit reached the attack gadget\n");
+	pr_emerg("the attack gadget was reached\n");
 }
+
+static int attack_allow_all(unsigned long field, unsigned long value)
+{
+	return 0;
+}
+
+#define result(fmt, ...) \
+	scnprintf(attack_vm_result, sizeof(attack_vm_result), fmt, ##__VA_ARGS__)
 
 static int attack_vmread(unsigned long field, unsigned long *value)
 {
@@ -165,18 +231,11 @@ static int attack_hooked_vmwrite(unsigned long field, unsigned long value)
 	return attack_vmwrite(field, value);
 }
 
-/*
- * Writes @set to @field of vCPU 0's VMCS of @kvm (or, if @clear, the current
- * value with the bits of @clear replaced by @set), with the VMCS loaded on
- * this CPU the way KVM's ioctls load it.
- */
-static int attack_vmcs_field(struct kvm *kvm, const char *name,
-			     unsigned long field, unsigned long set,
-			     unsigned long clear, hpa_t victim_root)
+/* Runs @fn with vCPU 0 of @kvm loaded on this CPU, as KVM's ioctls load it. */
+static int attack_on_vcpu(struct kvm *kvm, int (*fn)(void *), void *arg)
 {
 	struct kvm_vcpu *vcpu = kvm_get_vcpu(kvm, 0);
-	unsigned long before, after, value;
-	int refused, ret;
+	int ret;
 
 	if (!vcpu)
 		return -ENOENT;
@@ -185,36 +244,105 @@ static int attack_vmcs_field(struct kvm *kvm, const char *name,
 		return ret;
 	vcpu_load(vcpu);
 	preempt_disable();
-	ret = attack_vmread(field, &before);
-	if (ret)
-		goto out;
-	value = clear ? (before & ~clear) | set : set;
-	refused = 0;
-	/* vmx_load_mmu_pgd(): the EPT pointer op comes before the VMWRITE. */
-	if (field == EPT_POINTER &&
-	    hyperps_call(ept_load, kvm, vcpu, victim_root, value))
-		refused = 1;
-	if (!refused)
-		refused = attack_hooked_vmwrite(field, value);
-	if (refused < 0) {
-		ret = refused;
-		goto out;
-	}
-	ret = attack_vmread(field, &after);
-	if (ret)
-		goto out;
-	/* If HyperPS let it through, undo it before the vCPU runs again. */
-	if (after != before)
-		attack_vmwrite(field, before);
-	scnprintf(attack_vm_result, sizeof(attack_vm_result),
-		  "%s %s field 0x%lx wrote 0x%lx before 0x%lx after 0x%lx\n",
-		  refused && after == before ? "refused" : "ALLOWED", name,
-		  field, value, before, after);
-out:
+	ret = fn(arg);
 	preempt_enable();
 	vcpu_put(vcpu);
 	mutex_unlock(&vcpu->mutex);
 	return ret;
+}
+
+struct vmcs_read {
+	unsigned long field;
+	unsigned long value;
+};
+
+static int attack_vmread_fn(void *arg)
+{
+	struct vmcs_read *r = arg;
+
+	return attack_vmread(r->field, &r->value);
+}
+
+/* A field of vCPU 0's VMCS of @kvm. */
+static int attack_vcpu_field(struct kvm *kvm, unsigned long field,
+			     unsigned long *value)
+{
+	struct vmcs_read r = { .field = field };
+	int ret = attack_on_vcpu(kvm, attack_vmread_fn, &r);
+
+	*value = r.value;
+	return ret;
+}
+
+static int attack_vmptrst_fn(void *arg)
+{
+	u64 *pa = arg;
+
+	asm volatile("vmptrst %0" : "=m" (*pa) : : "cc");
+	return 0;
+}
+
+/* The physical address of vCPU 0's vmcs01 of @kvm. */
+static int attack_vcpu_vmcs(struct kvm *kvm, u64 *pa)
+{
+	return attack_on_vcpu(kvm, attack_vmptrst_fn, pa);
+}
+
+struct vmcs_attack {
+	const char *name;
+	unsigned long field;
+	unsigned long set;
+	unsigned long clear;
+	hpa_t root;
+	struct kvm *kvm;
+};
+
+static int attack_vmcs_fn(void *arg)
+{
+	struct vmcs_attack *a = arg;
+	unsigned long before, after, value;
+	int refused, ret;
+
+	ret = attack_vmread(a->field, &before);
+	if (ret)
+		return ret;
+	value = a->clear ? (before & ~a->clear) | a->set : a->set;
+	refused = 0;
+	/* vmx_load_mmu_pgd(): the EPT pointer op comes before the VMWRITE. */
+	if (a->field == EPT_POINTER &&
+	    hyperps_call(ept_load, a->kvm, kvm_get_vcpu(a->kvm, 0), a->root,
+			 value))
+		refused = 1;
+	if (!refused)
+		refused = attack_hooked_vmwrite(a->field, value);
+	if (refused < 0)
+		return refused;
+	ret = attack_vmread(a->field, &after);
+	if (ret)
+		return ret;
+	/* If HyperPS let it through, undo it before the vCPU runs again. */
+	if (after != before)
+		attack_vmwrite(a->field, before);
+	result("%s %s field 0x%lx wrote 0x%lx before 0x%lx after 0x%lx\n",
+	       refused && after == before ? "refused" : "ALLOWED", a->name,
+	       a->field, value, before, after);
+	return 0;
+}
+
+/*
+ * Writes @set to @field of vCPU 0's VMCS of @kvm (or, if @clear, the current
+ * value with the bits of @clear replaced by @set).
+ */
+static int attack_vmcs_field(struct kvm *kvm, const char *name,
+			     unsigned long field, unsigned long set,
+			     unsigned long clear, hpa_t root)
+{
+	struct vmcs_attack a = {
+		.name = name, .field = field, .set = set, .clear = clear,
+		.root = root, .kvm = kvm,
+	};
+
+	return attack_on_vcpu(kvm, attack_vmcs_fn, &a);
 }
 
 /* The current EPT root of vCPU 0 of @kvm, or INVALID_PAGE. */
@@ -228,8 +356,12 @@ static hpa_t attack_ept_root(struct kvm *kvm, int *root_level)
 	return vcpu->arch.mmu->root.hpa;
 }
 
-/* The leaf SPTE that maps @gpa in @kvm's EPT; under RCU and mmu_lock. */
-static u64 *attack_find_leaf(struct kvm *kvm, gpa_t gpa, int *leaf_level)
+/*
+ * The entry that maps @gpa in @kvm's EPT at @want_level (0: the leaf, at
+ * whatever level); under RCU and mmu_lock.
+ */
+static u64 *attack_find_entry(struct kvm *kvm, gpa_t gpa, int want_level,
+			      int *found_level)
 {
 	int level, root_level = 0;
 	hpa_t root = attack_ept_root(kvm, &root_level);
@@ -241,10 +373,16 @@ static u64 *attack_find_leaf(struct kvm *kvm, gpa_t gpa, int *leaf_level)
 	for (level = root_level; level >= 1; level--) {
 		sptep = &table[(gpa >> (PAGE_SHIFT + 9 * (level - 1))) & 511];
 		spte = READ_ONCE(*sptep);
+		if (level == want_level) {
+			*found_level = level;
+			return sptep;
+		}
 		if (!(spte & ATTACK_SPTE_PRESENT))
 			return NULL;
 		if (level == 1 || (spte & ATTACK_SPTE_LARGE)) {
-			*leaf_level = level;
+			if (want_level)
+				return NULL;
+			*found_level = level;
 			return sptep;
 		}
 		table = __va(spte & ATTACK_SPTE_PFN);
@@ -253,42 +391,70 @@ static u64 *attack_find_leaf(struct kvm *kvm, gpa_t gpa, int *leaf_level)
 }
 
 /*
- * Points the attacker's 4 KiB leaf for its gpa at @target_pfn through the
- * hooked SPTE exchange, as the TDP MMU's tdp_mmu_set_spte_atomic() would.
+ * Writes @new_spte over the attacker's entry for its gpa at @level (0: its
+ * 4 KiB leaf) through the hooked SPTE exchange, as the TDP MMU's
+ * tdp_mmu_set_spte_atomic() would, and puts it back if it went through.
  */
-static int attack_spte(struct attack_vm_args *a, const char *name,
-		       u64 target_pfn)
+static int attack_spte_value(struct attack_vm_args *a, const char *name,
+			     int want_level, u64 (*make)(u64 before, u64 arg),
+			     u64 arg)
 {
 	u64 *sptep, before, after, new_spte;
+	gfn_t gfn = a->attacker_gpa >> PAGE_SHIFT;
 	int level = 0;
 	int ret = 0;
 
 	write_lock(&a->attacker->mmu_lock);
 	rcu_read_lock();
-	sptep = attack_find_leaf(a->attacker, a->attacker_gpa, &level);
-	if (!sptep || level != PG_LEVEL_4K) {
+	sptep = attack_find_entry(a->attacker, a->attacker_gpa, want_level,
+				  &level);
+	if (!sptep || (!want_level && level != PG_LEVEL_4K)) {
 		ret = -ENOENT;
 		goto out;
 	}
 	before = READ_ONCE(*sptep);
-	new_spte = (before & ~ATTACK_SPTE_PFN) | (target_pfn << PAGE_SHIFT);
-	hyperps_call(spte_xchg, sptep, new_spte, level, a->attacker_gpa >> PAGE_SHIFT);
+	if (!want_level && !(before & ATTACK_SPTE_PRESENT)) {
+		ret = -ENOENT;
+		goto out;
+	}
+	new_spte = make(before, arg);
+	hyperps_call(spte_xchg, sptep, new_spte, level,
+		     gfn & ~(KVM_PAGES_PER_HPAGE(level) - 1));
 	after = READ_ONCE(*sptep);
+	/*
+	 * Audit mode let it through without recording it: put the old value
+	 * back behind HyperPS's back, so that its records stay as they were.
+	 */
 	if (after != before)
-		hyperps_call(spte_xchg, sptep, before, level,
-			     a->attacker_gpa >> PAGE_SHIFT);
-	scnprintf(attack_vm_result, sizeof(attack_vm_result),
-		  "%s %s spte at 0x%llx wrote 0x%llx before 0x%llx after 0x%llx\n",
-		  after == before ? "refused" : "ALLOWED", name,
-		  (u64)__pa(sptep), new_spte, before, after);
+		xchg(sptep, before);
+	result("%s %s spte at 0x%llx level %d wrote 0x%llx before 0x%llx after 0x%llx\n",
+	       after == before ? "refused" : "ALLOWED", name, (u64)__pa(sptep),
+	       level, new_spte, before, after);
 out:
 	rcu_read_unlock();
 	write_unlock(&a->attacker->mmu_lock);
 	return ret;
 }
 
+static u64 make_retarget(u64 before, u64 pfn)
+{
+	return (before & ~ATTACK_SPTE_PFN) | (pfn << PAGE_SHIFT);
+}
+
+static u64 make_2m_leaf(u64 before, u64 pfn)
+{
+	return ATTACK_SPTE_2M_RX | ((pfn & ~511ULL) << PAGE_SHIFT);
+}
+
+/* Points the attacker's 4 KiB leaf for its gpa at @target_pfn. */
+static int attack_spte(struct attack_vm_args *a, const char *name,
+		       u64 target_pfn)
+{
+	return attack_spte_value(a, name, 0, make_retarget, target_pfn);
+}
+
 /* The frame that backs @gpa in @kvm, as its EPT maps it. */
-static int attack_victim_pfn(struct kvm *kvm, gpa_t gpa, u64 *pfn)
+static int attack_mapped_pfn(struct kvm *kvm, gpa_t gpa, u64 *pfn)
 {
 	int level = 0;
 	u64 *sptep;
@@ -296,8 +462,9 @@ static int attack_victim_pfn(struct kvm *kvm, gpa_t gpa, u64 *pfn)
 
 	read_lock(&kvm->mmu_lock);
 	rcu_read_lock();
-	sptep = attack_find_leaf(kvm, gpa, &level);
-	if (sptep && level == PG_LEVEL_4K)
+	sptep = attack_find_entry(kvm, gpa, 0, &level);
+	if (sptep && level == PG_LEVEL_4K &&
+	    (READ_ONCE(*sptep) & ATTACK_SPTE_PRESENT))
 		*pfn = (READ_ONCE(*sptep) & ATTACK_SPTE_PFN) >> PAGE_SHIFT;
 	else
 		ret = -ENOENT;
@@ -306,38 +473,518 @@ static int attack_victim_pfn(struct kvm *kvm, gpa_t gpa, u64 *pfn)
 	return ret;
 }
 
+/* The EPT table (level 1) that holds @kvm's leaf for @gpa. */
+static int attack_leaf_table(struct kvm *kvm, gpa_t gpa, u64 *pfn)
+{
+	int level = 0;
+	u64 *sptep;
+	int ret = 0;
+
+	read_lock(&kvm->mmu_lock);
+	rcu_read_lock();
+	sptep = attack_find_entry(kvm, gpa, 1, &level);
+	if (sptep)
+		*pfn = __pa(sptep) >> PAGE_SHIFT;
+	else
+		ret = -ENOENT;
+	rcu_read_unlock();
+	read_unlock(&kvm->mmu_lock);
+	return ret;
+}
+
+/*
+ * Class 1: zaps the victim's leaf, as KVM does every day, then maps the frame
+ * it named into the attacker.
+ */
+static int attack_zap_then_map(struct attack_vm_args *a, const char *name)
+{
+	gfn_t gfn = a->victim_gpa >> PAGE_SHIFT;
+	u64 *sptep, old;
+	int level = 0;
+	int ret;
+
+	write_lock(&a->victim->mmu_lock);
+	rcu_read_lock();
+	sptep = attack_find_entry(a->victim, a->victim_gpa, 0, &level);
+	if (!sptep || level != PG_LEVEL_4K ||
+	    !(READ_ONCE(*sptep) & ATTACK_SPTE_PRESENT)) {
+		rcu_read_unlock();
+		write_unlock(&a->victim->mmu_lock);
+		return -ENOENT;
+	}
+	old = hyperps_call(spte_xchg, sptep, ATTACK_SPTE_NONPRESENT, level, gfn);
+	rcu_read_unlock();
+	write_unlock(&a->victim->mmu_lock);
+	/* The victim's next access faults the frame back in. */
+	kvm_flush_remote_tlbs(a->victim);
+
+	ret = attack_spte(a, name, (old & ATTACK_SPTE_PFN) >> PAGE_SHIFT);
+	return ret;
+}
+
+/* Writes through the SPTE hook into a kernel page that is no EPT table. */
+static int attack_spte_outside_ept(struct attack_vm_args *a, const char *name)
+{
+	u64 pfn, *fake, after;
+	int ret;
+
+	ret = attack_mapped_pfn(a->attacker, a->attacker_gpa, &pfn);
+	if (ret)
+		return ret;
+	fake = kzalloc(sizeof(*fake), GFP_KERNEL);
+	if (!fake)
+		return -ENOMEM;
+	hyperps_call(spte_xchg, fake, ATTACK_SPTE_PRESENT | 7 | (6 << 3) |
+		     (pfn << PAGE_SHIFT), 1, a->attacker_gpa >> PAGE_SHIFT);
+	after = READ_ONCE(*fake);
+	kfree(fake);
+	result("%s %s wrote into a slab word, which now holds 0x%llx\n",
+	       after ? "ALLOWED" : "refused", name, after);
+	return 0;
+}
+
+/* Class 4, the ops KVM calls with physical addresses and handles. */
+static int attack_guest_page(struct attack_vm_args *a, const char *name,
+			     u64 pfn)
+{
+	int r = hyperps_call(guest_page, a->attacker,
+			     a->attacker_gpa >> PAGE_SHIFT, pfn);
+
+	result("%s %s guest_page(0x%llx) returned %d\n",
+	       r ? "refused" : "ALLOWED", name, pfn, r);
+	return 0;
+}
+
+/* pt_free() of a page that is no paging-structure page of HyperPS's. */
+static int attack_pt_free(struct attack_vm_args *a, const char *name,
+			  struct page *page)
+{
+	int before = page_ref_count(page), after;
+
+	/* If HyperPS let it go, the page allocator has it now: keep a ref. */
+	get_page(page);
+	hyperps_call(pt_free, page_address(page));
+	after = page_ref_count(page);
+	put_page(page);
+	result("%s %s page 0x%llx refcount %d -> %d\n",
+	       after == before + 1 ? "refused" : "ALLOWED", name,
+	       (u64)page_to_pfn(page), before + 1, after);
+	return 0;
+}
+
+static int attack_vcpu_create(struct attack_vm_args *a, const char *name,
+			      u64 vmcs_pa)
+{
+	struct kvm_vcpu *fake;
+	struct hyperps_vcpu_info info;
+	int r;
+
+	fake = kzalloc(sizeof(*fake), GFP_KERNEL);
+	if (!fake)
+		return -ENOMEM;
+	info = (struct hyperps_vcpu_info) {
+		.kvm = a->attacker,
+		.vcpu = fake,
+		.vcpu_id = 99,
+		.vmcs01_pa = vmcs_pa,
+	};
+	r = hyperps_call(vcpu_create, &info);
+	/* If it was accepted, take it back as KVM would. */
+	if (!r)
+		hyperps_call(vcpu_free, a->attacker, fake);
+	kfree(fake);
+	result("%s %s vmcs01 0x%llx returned %d\n",
+	       r ? "refused" : "ALLOWED", name, vmcs_pa, r);
+	return 0;
+}
+
+static int attack_page_free(struct attack_vm_args *a, const char *name,
+			    u32 type, u64 pa)
+{
+	int keep = hyperps_call(page_free, type, pa);
+
+	result("%s %s page_free(0x%llx) returned %d\n",
+	       keep ? "refused" : "ALLOWED", name, pa, keep);
+	return 0;
+}
+
+static int attack_vm_destroy(struct attack_vm_args *a, const char *name)
+{
+	u64 root_before, root_after;
+	int level = 0;
+
+	root_before = attack_ept_root(a->victim, &level);
+	hyperps_call(vm_destroy, a->victim);
+	root_after = attack_ept_root(a->victim, &level);
+	/* The op has no verdict: the refusal log tells, and the victim runs on. */
+	result("called %s vm_destroy of the victim (root 0x%llx -> 0x%llx)\n",
+	       name, root_before, root_after);
+	return 0;
+}
+
+/* The victim's vmcs01, for an attack from another process. */
+static int attack_victim_vmcs(struct attack_vm_args *a, const char *name)
+{
+	u64 pa = 0;
+	int ret = attack_vcpu_vmcs(a->victim, &pa);
+
+	if (!ret)
+		result("vmcs 0x%llx\n", pa);
+	return ret;
+}
+
+/*
+ * From a process that is not the victim's VMM: only the op, without the
+ * instruction (KVM would stop the victim for a refused VMPTRLD of its own).
+ */
+static int attack_vmptrld_elsewhere(struct attack_vm_args *a, const char *name)
+{
+	int r;
+
+	if (!a->address || a->address & ~PAGE_MASK)
+		return -EINVAL;
+	r = hyperps_call(vmcs_load, a->address);
+	result("%s %s vmcs_load(0x%lx) returned %d\n",
+	       r ? "refused" : "ALLOWED", name, a->address, r);
+	return 0;
+}
+
+static int attack_memslot_elsewhere(struct attack_vm_args *a, const char *name)
+{
+	struct hyperps_memslot slot = {
+		.id = 7, .base_gfn = 0x100000, .npages = 16,
+		.userspace_addr = a->victim_hva & PAGE_MASK,
+	};
+	int r = hyperps_call(memslot_add, a->victim, &slot);
+
+	if (!r)
+		hyperps_call(memslot_remove, a->victim, &slot);
+	result("%s %s memslot_add returned %d\n", r ? "refused" : "ALLOWED",
+	       name, r);
+	return 0;
+}
+
+/* Class 5: entries in the MSR lists the CPU loads at VM entry and exit. */
+struct msr_list_attack {
+	unsigned long addr_field;
+	unsigned long count_field;
+	u32 msr;
+	u64 value;
+	bool disarm;
+};
+
+static int attack_msr_list_fn(void *arg)
+{
+	struct msr_list_attack *l = arg;
+	unsigned long pa;
+	struct vmx_msr_entry *e;
+	int ret;
+
+	ret = attack_vmread(l->addr_field, &pa);
+	if (ret)
+		return ret;
+	e = __va(pa);
+	if (l->disarm) {
+		attack_vmwrite(VM_EXIT_MSR_LOAD_COUNT, 0);
+		attack_vmwrite(VM_ENTRY_MSR_LOAD_COUNT, 0);
+		memset(e, 0, sizeof(*e));
+		return 0;
+	}
+	/* Plain stores, as add_atomic_switch_msr() does. */
+	e->index = l->msr;
+	e->reserved = 0;
+	e->value = l->value;
+	return attack_hooked_vmwrite(l->count_field, 1) ? -EPERM : 0;
+}
+
+static int attack_msr_list(struct attack_vm_args *a, const char *name,
+			   bool exit_list, u32 msr, u64 value)
+{
+	struct msr_list_attack l = {
+		.addr_field = exit_list ? VM_EXIT_MSR_LOAD_ADDR :
+					  VM_ENTRY_MSR_LOAD_ADDR,
+		.count_field = exit_list ? VM_EXIT_MSR_LOAD_COUNT :
+					   VM_ENTRY_MSR_LOAD_COUNT,
+		.msr = msr, .value = value,
+	};
+	int ret = attack_on_vcpu(a->attacker, attack_msr_list_fn, &l);
+
+	if (!ret)
+		result("armed %s %s list entry msr 0x%x value 0x%llx\n", name,
+		       exit_list ? "VM-exit" : "VM-entry", msr, value);
+	return ret;
+}
+
+static int attack_msr_disarm(struct attack_vm_args *a, const char *name)
+{
+	struct msr_list_attack l = {
+		.addr_field = VM_EXIT_MSR_LOAD_ADDR, .disarm = true,
+	};
+	int ret = attack_on_vcpu(a->attacker, attack_msr_list_fn, &l);
+
+	if (!ret) {
+		l.addr_field = VM_ENTRY_MSR_LOAD_ADDR;
+		ret = attack_on_vcpu(a->attacker, attack_msr_list_fn, &l);
+	}
+	if (!ret)
+		result("disarmed %s\n", name);
+	return ret;
+}
+
+/* Class 3: the exported static key and static call functions. */
+static int attack_static_key(struct attack_vm_args *a, const char *name,
+			     bool slow_dec)
+{
+	unsigned long seals = hyperps_seal_refusals();
+
+	if (slow_dec)
+		static_key_slow_dec(&hyperps_active.key);
+	else
+		static_key_disable(&hyperps_active.key);
+	if (!static_key_enabled(&hyperps_active.key)) {
+		/* Put it back at once: every hook was off meanwhile. */
+		static_key_enable(&hyperps_active.key);
+		result("ALLOWED %s the hooks were switched off\n", name);
+		return 0;
+	}
+	result("%s %s key still enabled, seal refusals %lu -> %lu\n",
+	       hyperps_seal_refusals() > seals ? "refused" : "ALLOWED", name,
+	       seals, hyperps_seal_refusals());
+	return 0;
+}
+
+/* @a->address is __SCK__hyperps_op_vmcs_write, found in /proc/kallsyms. */
+static int attack_static_call(struct attack_vm_args *a, const char *name)
+{
+	struct static_call_key *key = (struct static_call_key *)a->address;
+	unsigned long seals = hyperps_seal_refusals();
+	void *before, *after;
+
+	if (!virt_addr_valid(key))
+		return -EINVAL;
+	before = READ_ONCE(key->func);
+	__static_call_update(key, STATIC_CALL_TRAMP_ADDR(hyperps_op_vmcs_write),
+			     attack_allow_all);
+	after = READ_ONCE(key->func);
+	if (after != before)
+		__static_call_update(key,
+				     STATIC_CALL_TRAMP_ADDR(hyperps_op_vmcs_write),
+				     before);
+	result("%s %s vmcs_write op %ps -> %ps, seal refusals %lu -> %lu\n",
+	       after == before && hyperps_seal_refusals() > seals ?
+	       "refused" : "ALLOWED", name, before, after, seals,
+	       hyperps_seal_refusals());
+	return 0;
+}
+
 static int attack_vm_run(const char *attack, struct attack_vm_args *a)
 {
 	int root_level = 0;
 	hpa_t victim_root = attack_ept_root(a->victim, &root_level);
-	u64 pfn;
+	unsigned long v;
+	struct page *page;
+	u64 pfn, pa;
 	int ret;
 
 	if (!VALID_PAGE(victim_root))
 		return -ENOENT;
 
-	if (!strcmp(attack, "eptp_foreign_root"))
+#define IS(n) (!strcmp(attack, n))
+	/* VMCS fields of the attacker's VMCS. */
+	if (IS("eptp_foreign_root"))
 		/* Same EPTP attributes as the attacker's, the victim's root. */
 		return attack_vmcs_field(a->attacker, attack, EPT_POINTER,
 					 victim_root, PAGE_MASK, victim_root);
-	if (!strcmp(attack, "host_rip"))
+	if (IS("host_rip"))
 		return attack_vmcs_field(a->attacker, attack, HOST_RIP,
 					 (unsigned long)attack_gadget, 0, 0);
-	if (!strcmp(attack, "extint_exiting_off"))
+	if (IS("host_cr3_other_root")) {
+		struct task_struct *parent = current->real_parent;
+
+		/* A registered root, but not the one this CPU runs on. */
+		if (!parent || !parent->mm)
+			return -ENOENT;
+		return attack_vmcs_field(a->attacker, attack, HOST_CR3,
+					 __pa(parent->mm->pgd) |
+					 (__read_cr3() & ~CR3_ADDR_MASK), 0, 0);
+	}
+	if (IS("host_idtr")) {
+		void *idt = (void *)get_zeroed_page(GFP_KERNEL);
+
+		if (!idt)
+			return -ENOMEM;
+		ret = attack_vmcs_field(a->attacker, attack, HOST_IDTR_BASE,
+					(unsigned long)idt, 0, 0);
+		free_page((unsigned long)idt);
+		return ret;
+	}
+	if (IS("host_gs_base"))
+		return attack_vmcs_field(a->attacker, attack, HOST_GS_BASE,
+					 (unsigned long)attack_gadget, 0, 0);
+	if (IS("extint_exiting_off"))
 		return attack_vmcs_field(a->attacker, attack,
 					 PIN_BASED_VM_EXEC_CONTROL, 0,
 					 PIN_BASED_EXT_INTR_MASK, 0);
-	if (!strcmp(attack, "nmi_exiting_off"))
+	if (IS("nmi_exiting_off"))
 		return attack_vmcs_field(a->attacker, attack,
 					 PIN_BASED_VM_EXEC_CONTROL, 0,
 					 PIN_BASED_NMI_EXITING, 0);
-	if (!strcmp(attack, "spte_foreign_frame")) {
-		ret = attack_victim_pfn(a->victim, a->victim_gpa, &pfn);
+	if (IS("io_bitmaps_on"))
+		return attack_vmcs_field(a->attacker, attack,
+					 CPU_BASED_VM_EXEC_CONTROL,
+					 CPU_BASED_USE_IO_BITMAPS,
+					 CPU_BASED_USE_IO_BITMAPS, 0);
+	if (IS("ept_off"))
+		return attack_vmcs_field(a->attacker, attack,
+					 SECONDARY_VM_EXEC_CONTROL, 0,
+					 SECONDARY_EXEC_ENABLE_EPT, 0);
+	if (IS("vpid_victim")) {
+		ret = attack_vcpu_field(a->victim, VIRTUAL_PROCESSOR_ID, &v);
+		return ret ? ret : attack_vmcs_field(a->attacker, attack,
+						     VIRTUAL_PROCESSOR_ID, v,
+						     0, 0);
+	}
+	if (IS("msr_bitmap_victim")) {
+		ret = attack_vcpu_field(a->victim, MSR_BITMAP, &v);
+		return ret ? ret : attack_vmcs_field(a->attacker, attack,
+						     MSR_BITMAP, v, 0, 0);
+	}
+	if (IS("apic_access_victim_frame") || IS("msr_list_victim_frame")) {
+		ret = attack_mapped_pfn(a->victim, a->victim_gpa, &pfn);
+		if (ret)
+			return ret;
+		return attack_vmcs_field(a->attacker, attack,
+					 IS("apic_access_victim_frame") ?
+					 APIC_ACCESS_ADDR :
+					 VM_EXIT_MSR_LOAD_ADDR,
+					 pfn << PAGE_SHIFT, 0, 0);
+	}
+
+	/* EPT entries of the attacker. */
+	if (IS("spte_foreign_frame")) {
+		ret = attack_mapped_pfn(a->victim, a->victim_gpa, &pfn);
 		return ret ? ret : attack_spte(a, attack, pfn);
 	}
-	if (!strcmp(attack, "spte_hyperps_page"))
+	if (IS("spte_hyperps_page"))
 		/* The victim's EPT root: a page only HyperPS may write. */
 		return attack_spte(a, attack, victim_root >> PAGE_SHIFT);
+	if (IS("zap_then_map"))
+		return attack_zap_then_map(a, attack);
+	if (IS("spte_untouched_frame")) {
+		/* Victim memory its guest never touched: nobody's yet. */
+		ret = get_user_pages_fast(a->victim_hva, 1, 0, &page);
+		if (ret != 1)
+			return ret < 0 ? ret : -EFAULT;
+		pfn = page_to_pfn(page);
+		put_page(page);
+		return attack_spte(a, attack, pfn);
+	}
+	if (IS("spte_vcpu_struct"))
+		/* The page of the victim's vCPU, registers and all. */
+		return attack_spte(a, attack,
+				   __pa(kvm_get_vcpu(a->victim, 0)) >> PAGE_SHIFT);
+	if (IS("spte_slab_page")) {
+		void *p = kmalloc(64, GFP_KERNEL);
+
+		if (!p)
+			return -ENOMEM;
+		ret = attack_spte(a, attack, __pa(p) >> PAGE_SHIFT);
+		kfree(p);
+		return ret;
+	}
+	if (IS("spte_page_table"))
+		return attack_spte(a, attack, __pa(current->mm->pgd) >> PAGE_SHIFT);
+	if (IS("spte_kernel_image"))
+		return attack_spte(a, attack, __pa(&init_task) >> PAGE_SHIFT);
+	if (IS("spte_module_text"))
+		return attack_spte(a, attack, vmalloc_to_pfn(attack_gadget));
+	if (IS("spte_2m_kernel"))
+		/* A 2 MiB leaf over the kernel's own 512 frames. */
+		return attack_spte_value(a, attack, 2, make_2m_leaf,
+					 __pa(&init_task) >> PAGE_SHIFT);
+	if (IS("nonleaf_foreign_table")) {
+		ret = attack_leaf_table(a->victim, a->victim_gpa, &pfn);
+		return ret ? ret : attack_spte_value(a, attack, 2,
+						     make_retarget, pfn);
+	}
+	if (IS("spte_outside_ept"))
+		return attack_spte_outside_ept(a, attack);
+
+	/* Ops with physical addresses and handles. */
+	if (IS("guest_page_victim_frame")) {
+		ret = attack_mapped_pfn(a->victim, a->victim_gpa, &pfn);
+		return ret ? ret : attack_guest_page(a, attack, pfn);
+	}
+	if (IS("guest_page_kernel_page")) {
+		void *p = (void *)get_zeroed_page(GFP_KERNEL);
+
+		if (!p)
+			return -ENOMEM;
+		ret = attack_guest_page(a, attack, __pa(p) >> PAGE_SHIFT);
+		free_page((unsigned long)p);
+		return ret;
+	}
+	if (IS("pt_free_victim_vmcs")) {
+		ret = attack_vcpu_vmcs(a->victim, &pa);
+		return ret ? ret : attack_pt_free(a, attack,
+						  pfn_to_page(PHYS_PFN(pa)));
+	}
+	if (IS("pt_free_victim_frame")) {
+		ret = attack_mapped_pfn(a->victim, a->victim_gpa, &pfn);
+		return ret ? ret : attack_pt_free(a, attack, pfn_to_page(pfn));
+	}
+	if (IS("vm_destroy_victim"))
+		return attack_vm_destroy(a, attack);
+	if (IS("vcpu_create_victim_frame")) {
+		ret = attack_mapped_pfn(a->victim, a->victim_gpa, &pfn);
+		return ret ? ret : attack_vcpu_create(a, attack,
+						      pfn << PAGE_SHIFT);
+	}
+	if (IS("vcpu_create_kernel_image"))
+		return attack_vcpu_create(a, attack,
+					  __pa(&init_task) & PAGE_MASK);
+	if (IS("page_free_victim_vmcs")) {
+		ret = attack_vcpu_vmcs(a->victim, &pa);
+		return ret ? ret : attack_page_free(a, attack,
+						    HYPERPS_PAGE_VMCS, pa);
+	}
+	if (IS("page_free_victim_msr_bitmap")) {
+		ret = attack_vcpu_field(a->victim, MSR_BITMAP, &v);
+		return ret ? ret : attack_page_free(a, attack,
+						    HYPERPS_PAGE_MSR_BITMAP, v);
+	}
+	if (IS("victim_vmcs"))
+		return attack_victim_vmcs(a, attack);
+	if (IS("vmptrld_elsewhere"))
+		return attack_vmptrld_elsewhere(a, attack);
+	if (IS("memslot_elsewhere"))
+		return attack_memslot_elsewhere(a, attack);
+
+	/* MSR lists, decided at the attacker's next VM entry. */
+	if (IS("exit_msr_load_lstar")) {
+		rdmsrl(MSR_LSTAR, v);
+		/* The live value, so audit mode loading it harms nothing. */
+		return attack_msr_list(a, attack, true, MSR_LSTAR, v);
+	}
+	if (IS("exit_msr_load_efer_nx_off")) {
+		rdmsrl(MSR_EFER, v);
+		return attack_msr_list(a, attack, true, MSR_EFER, v & ~EFER_NX);
+	}
+	if (IS("entry_msr_load_unrestored")) {
+		rdmsrl(MSR_EFER, v);
+		return attack_msr_list(a, attack, false, MSR_EFER, v);
+	}
+	if (IS("msr_disarm"))
+		return attack_msr_disarm(a, attack);
+
+	/* Switching HyperPS off. */
+	if (IS("static_key_disable"))
+		return attack_static_key(a, attack, false);
+	if (IS("static_key_slow_dec"))
+		return attack_static_key(a, attack, true);
+	if (IS("static_call_retarget"))
+		return attack_static_call(a, attack);
+#undef IS
 	return -EINVAL;
 }
 
@@ -361,8 +1008,8 @@ static ssize_t attack_vm_write(struct file *file, const char __user *ubuf,
 			       size_t len, loff_t *ppos)
 {
 	struct attack_vm_args a = {};
-	char buf[128], attack[32];
-	int attacker_fd, victim_fd;
+	char buf[192], attack[40];
+	int attacker_fd, victim_fd, n;
 	ssize_t ret;
 
 	if (len >= sizeof(buf))
@@ -370,8 +1017,10 @@ static ssize_t attack_vm_write(struct file *file, const char __user *ubuf,
 	if (copy_from_user(buf, ubuf, len))
 		return -EFAULT;
 	buf[len] = '\0';
-	if (sscanf(buf, "%31s %d %d %llx %llx", attack, &attacker_fd,
-		   &victim_fd, &a.attacker_gpa, &a.victim_gpa) != 5)
+	n = sscanf(buf, "%39s %d %d %llx %llx %lx %lx", attack, &attacker_fd,
+		   &victim_fd, &a.attacker_gpa, &a.victim_gpa, &a.victim_hva,
+		   &a.address);
+	if (n < 6)
 		return -EINVAL;
 	if (!hyperps_enabled())
 		return -ENODEV;
@@ -425,8 +1074,14 @@ static int __init hyperps_attack_init(void)
 	attack_dir = debugfs_create_dir("hyperps_attack", NULL);
 	debugfs_create_file("cr0_wp_clear", 0400, attack_dir, NULL,
 			    &cr0_wp_clear_fops);
+	debugfs_create_file("cr0_cd_set", 0400, attack_dir, NULL,
+			    &cr0_cd_set_fops);
 	debugfs_create_file("cr4_smep_clear", 0400, attack_dir, NULL,
 			    &cr4_smep_clear_fops);
+	debugfs_create_file("cr4_pcide_clear", 0400, attack_dir, NULL,
+			    &cr4_pcide_clear_fops);
+	debugfs_create_file("cr4_vmxe_clear", 0400, attack_dir, NULL,
+			    &cr4_vmxe_clear_fops);
 	debugfs_create_file("cr3_unregistered_root", 0400, attack_dir, NULL,
 			    &cr3_unregistered_root_fops);
 	debugfs_create_file("vm", 0600, attack_dir, NULL, &attack_vm_fops);

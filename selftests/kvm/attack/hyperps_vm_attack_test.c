@@ -1,34 +1,35 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * hyperps_vm_attack_test: a compromised host attacks one VM's isolation
- * through another VM, and HyperPS must refuse every attempt.
+ * hyperps_vm_attack_test: a compromised host attacks one VM's isolation, the
+ * host through a VM, and HyperPS itself, and HyperPS must refuse every attempt.
  *
  * A victim VM fills its memory with a pattern.  For each attack a fresh
- * attacker VM is created and run, then hyperps_attack.ko calls the HyperPS
- * hooks the way the patched KVM call sites do, with a malicious value:
+ * attacker VM is created and run, then hyperps_attack.ko plays the host: it
+ * calls the HyperPS ops the way the patched KVM call sites do, and exported
+ * kernel functions, choosing every argument and the order of the calls (see
+ * the table below).  Two attacks run in a forked child, which is not the
+ * VMs' VMM.
  *
- *  - eptp_foreign_root:  the attacker's EPT pointer aimed at the victim's root
- *  - host_rip:           HOST_RIP pointed at code of the attack module
- *  - extint_exiting_off: external-interrupt exiting turned off
- *  - nmi_exiting_off:    NMI exiting turned off
- *  - spte_foreign_frame: an attacker SPTE mapping a frame of the victim
- *  - spte_hyperps_page:  an attacker SPTE mapping the victim's EPT root
- *
- * In enforce mode each attempt must be refused (the value never reaches the
- * VMCS or the EPT), counted in its class and recorded in the refusal log.  A
- * refused SPTE write stops the attacker VM (KVM_RUN fails with EIO); a refused
- * VMWRITE leaves the attacker's VMCS as it was, so the attacker VM still runs.
- * In audit mode each attempt must be counted and logged as audited, and
- * reach the hardware (the attack module undoes it before any vCPU runs).  In
- * both modes the victim keeps running after every attack with its memory
- * intact.
+ * Enforce mode: every attempt is refused (the value never reaches the VMCS,
+ * the EPT or the MSR lists, the page is not freed, the record not changed),
+ * counted in its class and recorded in the refusal log as enforced.  An
+ * attempt on the attacker's EPT or MSR lists stops the attacker VM (KVM_RUN
+ * fails with EIO); a refused VMWRITE leaves its VMCS as it was, so it runs on.
+ * Audit mode: the value attacks reach the hardware (the attack module puts
+ * them back before any vCPU runs) and are counted and logged as audited;
+ * attacks on HyperPS's records are refused in both modes.  In both modes the
+ * victim runs on after every attack, with its memory intact as its guest and
+ * the host see it, and its registers unchanged by the attack.
  *
  * Needs hyperps.ko registered and hyperps_attack.ko loaded; skips otherwise.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kvm_util.h"
@@ -43,11 +44,82 @@
 
 #define MEM_GPA		0x10000000ULL
 #define MEM_SLOT	1
-#define MEM_PAGES	16
+/* The guest touches the first half; the second half only its VMM touches. */
+#define MEM_PAGES	32
+#define GUEST_PAGES	16
 #define WORDS_PER_PAGE	(PAGE_SIZE / sizeof(u64))
 
 #define VICTIM_SEED	0x5eed0000c0ffee00ULL
 #define ATTACKER_SEED	0xa77ac4e400000000ULL
+
+/* The attacker VM is stopped by the refusal (its EPT or MSR lists). */
+#define STOPS		BIT(0)
+/* Decided at the attacker's next VM entry: the module only arms it. */
+#define ARMED		BIT(1)
+/* An attack on HyperPS's records: refused in audit mode as well. */
+#define RECORDS		BIT(2)
+/* Too dangerous to let through: run in enforce mode only. */
+#define ENFORCE_ONLY	BIT(3)
+/* Run from a forked child, which is not the VMM of either VM. */
+#define CHILD		BIT(4)
+/* An exported static key or static call function: the registry's seal. */
+#define SEAL		BIT(5)
+/* The op has no verdict: judged by the counters and the log only. */
+#define NO_VERDICT	BIT(6)
+
+static const struct {
+	const char *name;
+	const char *class;
+	unsigned int flags;
+} attacks[] = {
+	/* VM exits redirected or host state replaced (the attacker's VMCS). */
+	{ "eptp_foreign_root",		"eptp",		0 },
+	{ "host_rip",			"vmcs",		0 },
+	{ "host_cr3_other_root",	"vmcs",		0 },
+	{ "host_idtr",			"vmcs",		0 },
+	{ "host_gs_base",		"vmcs",		0 },
+	{ "extint_exiting_off",		"vmcs",		0 },
+	{ "nmi_exiting_off",		"vmcs",		0 },
+	{ "io_bitmaps_on",		"vmcs",		0 },
+	{ "ept_off",			"vmcs",		0 },
+	{ "vpid_victim",		"vmcs",		0 },
+	{ "msr_bitmap_victim",		"vmcs",		0 },
+	{ "apic_access_victim_frame",	"vmcs",		0 },
+	{ "msr_list_victim_frame",	"vmcs",		0 },
+	/* Another VM's memory, or the host's, mapped into the attacker. */
+	{ "spte_foreign_frame",		"ept",		STOPS },
+	{ "spte_hyperps_page",		"ept",		STOPS },
+	{ "zap_then_map",		"ept",		STOPS },
+	{ "spte_untouched_frame",	"ept",		STOPS },
+	{ "spte_vcpu_struct",		"ept",		STOPS },
+	{ "spte_slab_page",		"ept",		STOPS },
+	{ "spte_page_table",		"ept",		STOPS },
+	{ "spte_kernel_image",		"ept",		STOPS },
+	{ "spte_module_text",		"ept",		STOPS },
+	{ "spte_2m_kernel",		"ept",		STOPS },
+	{ "nonleaf_foreign_table",	"ept",		STOPS },
+	{ "spte_outside_ept",		"ept",		0 },
+	/* HyperPS's records: ownership, registration and lifecycle. */
+	{ "guest_page_victim_frame",	"ownership",	RECORDS },
+	{ "guest_page_kernel_page",	"ownership",	RECORDS },
+	{ "pt_free_victim_vmcs",	"registration",	RECORDS },
+	{ "pt_free_victim_frame",	"registration",	RECORDS },
+	{ "vm_destroy_victim",		"registration",	RECORDS | NO_VERDICT },
+	{ "vcpu_create_victim_frame",	"registration",	RECORDS },
+	{ "vcpu_create_kernel_image",	"registration",	RECORDS },
+	{ "page_free_victim_vmcs",	"registration",	RECORDS },
+	{ "page_free_victim_msr_bitmap", "registration", RECORDS },
+	{ "vmptrld_elsewhere",		"vmx",		RECORDS | CHILD },
+	{ "memslot_elsewhere",		"registration",	RECORDS | CHILD },
+	/* Memory the CPU reads at VM entry and exit: the MSR lists. */
+	{ "exit_msr_load_lstar",	"vmcs",		ARMED | STOPS },
+	{ "exit_msr_load_efer_nx_off",	"vmcs",		ARMED | STOPS | ENFORCE_ONLY },
+	{ "entry_msr_load_unrestored",	"vmcs",		ARMED | STOPS },
+	/* Switching the hooks off through exported functions. */
+	{ "static_key_disable",		NULL,		SEAL },
+	{ "static_key_slow_dec",	NULL,		SEAL },
+	{ "static_call_retarget",	NULL,		SEAL },
+};
 
 /* Stage 0: fill one word per page with seed + page; then verify, forever. */
 static void guest_code(u64 seed)
@@ -55,11 +127,11 @@ static void guest_code(u64 seed)
 	u64 *mem = (u64 *)MEM_GPA;
 	int i;
 
-	for (i = 0; i < MEM_PAGES; i++)
+	for (i = 0; i < GUEST_PAGES; i++)
 		WRITE_ONCE(mem[i * WORDS_PER_PAGE], seed + i);
 	GUEST_SYNC(0);
 	for (;;) {
-		for (i = 0; i < MEM_PAGES; i++)
+		for (i = 0; i < GUEST_PAGES; i++)
 			GUEST_ASSERT_EQ(READ_ONCE(mem[i * WORDS_PER_PAGE]), seed + i);
 		GUEST_SYNC(1);
 	}
@@ -73,12 +145,20 @@ struct guest {
 
 static void guest_start(struct guest *g, u64 seed)
 {
+	u64 *untouched;
+	int i;
+
 	g->vm = vm_create_with_one_vcpu(&g->vcpu, guest_code);
 	vm_userspace_mem_region_add(g->vm, VM_MEM_SRC_ANONYMOUS, MEM_GPA,
 				    MEM_SLOT, MEM_PAGES, 0);
 	virt_map(g->vm, MEM_GPA, MEM_GPA, MEM_PAGES);
 	g->seed = seed;
 	vcpu_args_set(g->vcpu, 1, seed);
+	/* The VMM's own data in the pages its guest never touches. */
+	for (i = GUEST_PAGES; i < MEM_PAGES; i++) {
+		untouched = addr_gpa2hva(g->vm, MEM_GPA + i * PAGE_SIZE);
+		*untouched = seed ^ ~0ULL;
+	}
 }
 
 /* Runs the guest to its next sync; returns the stage, or -errno of KVM_RUN. */
@@ -104,38 +184,43 @@ static int guest_step(struct guest *g)
 	return -EINVAL;
 }
 
-/* The host's view of the guest's memory. */
+/* The host's view of the guest's memory, and of the VMM's own pages. */
 static bool guest_memory_intact(struct guest *g)
 {
 	int i;
 
 	for (i = 0; i < MEM_PAGES; i++) {
 		u64 *word = addr_gpa2hva(g->vm, MEM_GPA + i * PAGE_SIZE);
+		u64 want = i < GUEST_PAGES ? g->seed + i : g->seed ^ ~0ULL;
 
-		if (*word != g->seed + i) {
+		if (*word != want) {
 			ksft_print_msg("page %d holds 0x%llx, expected 0x%llx\n",
 				       i, (unsigned long long)*word,
-				       (unsigned long long)(g->seed + i));
+				       (unsigned long long)want);
 			return false;
 		}
 	}
 	return true;
 }
 
-static long long read_refused(const char *class)
+static long long read_counter(const char *class, const char *which)
 {
-	char line[256], name[32];
-	unsigned long long verified, refused;
+	char line[256], name[32], key[32];
+	unsigned long long verified, refused, value;
 	long long found = -1;
 	FILE *f = fopen(COUNTERS_FILE, "r");
 
 	TEST_ASSERT(f, "cannot open %s", COUNTERS_FILE);
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%31s verified %llu refused %llu", name,
-			   &verified, &refused) == 3 && !strcmp(name, class))
+	while (fgets(line, sizeof(line), f)) {
+		if (class && sscanf(line, "%31s verified %llu refused %llu", name,
+				    &verified, &refused) == 3 && !strcmp(name, class))
 			found = refused;
+		if (!class && sscanf(line, "%31s %llu", key, &value) == 2 &&
+		    !strcmp(key, which))
+			found = value;
+	}
 	fclose(f);
-	TEST_ASSERT(found >= 0, "no counter for class %s", class);
+	TEST_ASSERT(found >= 0, "no counter %s", class ? class : which);
 	return found;
 }
 
@@ -156,23 +241,11 @@ static bool last_refusal_is(const char *class, const char *mode, char *reason,
 	return !strcmp(cls, class) && strstr(last, mode);
 }
 
-static int run_attack(const char *attack, struct guest *attacker,
-		      struct guest *victim, char *result, size_t len)
+/* The outcome of the last attack, whoever ran it. */
+static void read_result(const char *attack, char *result, size_t len)
 {
-	char cmd[128];
 	ssize_t n;
 	int fd;
-
-	snprintf(cmd, sizeof(cmd), "%s %d %d %llx %llx\n", attack,
-		 attacker->vm->fd, victim->vm->fd, MEM_GPA, MEM_GPA);
-	fd = open(ATTACK_FILE, O_RDWR);
-	TEST_ASSERT(fd >= 0, "cannot open %s", ATTACK_FILE);
-	n = write(fd, cmd, strlen(cmd));
-	if (n < 0) {
-		close(fd);
-		return -errno;
-	}
-	close(fd);
 
 	fd = open(ATTACK_FILE, O_RDONLY);
 	TEST_ASSERT(fd >= 0, "cannot open %s", ATTACK_FILE);
@@ -182,28 +255,88 @@ static int run_attack(const char *attack, struct guest *attacker,
 	result[n] = '\0';
 	if (n && result[n - 1] == '\n')
 		result[n - 1] = '\0';
+}
+
+static int run_attack(const char *attack, struct guest *attacker,
+		      struct guest *victim, unsigned long address,
+		      char *result, size_t len)
+{
+	char cmd[192];
+	ssize_t n;
+	int fd;
+
+	snprintf(cmd, sizeof(cmd), "%s %d %d %llx %llx %lx %lx\n", attack,
+		 attacker->vm->fd, victim->vm->fd, MEM_GPA, MEM_GPA,
+		 (unsigned long)addr_gpa2hva(victim->vm,
+					     MEM_GPA + GUEST_PAGES * PAGE_SIZE),
+		 address);
+	fd = open(ATTACK_FILE, O_RDWR);
+	TEST_ASSERT(fd >= 0, "cannot open %s", ATTACK_FILE);
+	n = write(fd, cmd, strlen(cmd));
+	if (n < 0) {
+		close(fd);
+		return -errno;
+	}
+	close(fd);
+	read_result(attack, result, len);
 	return 0;
 }
 
-static const struct {
-	const char *name;
-	const char *class;
-	bool stops_attacker;
-} attacks[] = {
-	{ "eptp_foreign_root",	"eptp",	false },
-	{ "host_rip",		"vmcs",	false },
-	{ "extint_exiting_off",	"vmcs",	false },
-	{ "nmi_exiting_off",	"vmcs",	false },
-	{ "spte_foreign_frame",	"ept",	true },
-	{ "spte_hyperps_page",	"ept",	true },
-};
+/* As run_attack(), from a forked child that is not the VMs' VMM. */
+static int run_attack_elsewhere(const char *attack, struct guest *attacker,
+				struct guest *victim, unsigned long address,
+				char *result, size_t len)
+{
+	int status, ret;
+	pid_t pid;
+
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (!pid) {
+		ret = run_attack(attack, attacker, victim, address, result, len);
+		_exit(ret ? 1 : 0);
+	}
+	TEST_ASSERT(waitpid(pid, &status, 0) == pid, "waitpid");
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		return -EIO;
+	read_result(attack, result, len);
+	return 0;
+}
+
+/* /proc/kallsyms: the address of a kernel symbol (KALLSYMS_ALL), or 0. */
+static unsigned long kernel_symbol(const char *want)
+{
+	char line[256], name[128], type;
+	unsigned long addr, found = 0;
+	FILE *f = fopen("/proc/kallsyms", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx %c %127s", &addr, &type, name) == 3 &&
+		    !strcmp(name, want))
+			found = addr;
+	fclose(f);
+	return found;
+}
+
+static bool regs_equal(const struct kvm_regs *a, const struct kvm_regs *b,
+		       const struct kvm_sregs *sa, const struct kvm_sregs *sb)
+{
+	return !memcmp(a, b, sizeof(*a)) && sa->cr0 == sb->cr0 &&
+	       sa->cr3 == sb->cr3 && sa->cr4 == sb->cr4 && sa->efer == sb->efer &&
+	       !memcmp(&sa->cs, &sb->cs, sizeof(sa->cs));
+}
 
 int main(void)
 {
 	char mode[16] = "", result[256], reason[64];
+	struct kvm_regs regs_before, regs_after;
+	struct kvm_sregs sregs_before, sregs_after;
 	struct guest victim, attacker;
 	long long before, after;
-	bool ok, enforce, stops;
+	bool ok, enforce, stops, refused_expected;
+	unsigned long address;
 	int i, ret, fd, tries;
 
 	ksft_print_header();
@@ -226,62 +359,96 @@ int main(void)
 
 	guest_start(&victim, VICTIM_SEED);
 	TEST_ASSERT_EQ(guest_step(&victim), 0);
+	TEST_ASSERT_EQ(guest_step(&victim), 1);
 
 	for (i = 0; i < ARRAY_SIZE(attacks); i++) {
+		unsigned int flags = attacks[i].flags;
+		const char *class = attacks[i].class;
+		bool seal = flags & SEAL;
+
+		if (!enforce && (flags & ENFORCE_ONLY)) {
+			ksft_test_result_skip("%s is not let through in audit mode\n",
+					      attacks[i].name);
+			continue;
+		}
 		guest_start(&attacker, ATTACKER_SEED + ((u64)i << 16));
 		TEST_ASSERT_EQ(guest_step(&attacker), 0);
+		TEST_ASSERT_EQ(guest_step(&attacker), 1);
 
-		before = read_refused(attacks[i].class);
+		address = 0;
+		if (!strcmp(attacks[i].name, "static_call_retarget")) {
+			address = kernel_symbol("__SCK__hyperps_op_vmcs_write");
+			TEST_ASSERT(address, "no %s in /proc/kallsyms (CONFIG_KALLSYMS_ALL)",
+				    "__SCK__hyperps_op_vmcs_write");
+		}
+		if (!strcmp(attacks[i].name, "vmptrld_elsewhere")) {
+			TEST_ASSERT_EQ(run_attack("victim_vmcs", &attacker, &victim, 0,
+						  result, sizeof(result)), 0);
+			TEST_ASSERT(sscanf(result, "vmcs %lx", &address) == 1,
+				    "no vmcs address in '%s'", result);
+		}
+
+		vcpu_regs_get(victim.vcpu, &regs_before);
+		vcpu_sregs_get(victim.vcpu, &sregs_before);
+		before = read_counter(class, "seal_refused");
 		/*
-		 * The SPTE attacks need the leaves that map both guests' pages; if KVM
+		 * The attacks need the leaves that map both guests' pages; if KVM
 		 * zapped one meanwhile (-ENOENT, nothing was written), fault it back in.
 		 */
 		for (tries = 0; tries < 3; tries++) {
-			ret = run_attack(attacks[i].name, &attacker, &victim, result,
-					 sizeof(result));
+			ret = (flags & CHILD) ?
+			      run_attack_elsewhere(attacks[i].name, &attacker, &victim,
+						   address, result, sizeof(result)) :
+			      run_attack(attacks[i].name, &attacker, &victim, address,
+					 result, sizeof(result));
 			if (ret != -ENOENT)
 				break;
 			ksft_print_msg("%s: a leaf is not mapped; running both guests again\n",
 				       attacks[i].name);
 			TEST_ASSERT_EQ(guest_step(&attacker), 1);
 			TEST_ASSERT_EQ(guest_step(&victim), 1);
+			vcpu_regs_get(victim.vcpu, &regs_before);
+			vcpu_sregs_get(victim.vcpu, &sregs_before);
 		}
-		after = read_refused(attacks[i].class);
 		ok = true;
+		/* Records and the seal are enforced in both modes. */
+		refused_expected = enforce || (flags & (RECORDS | SEAL));
 		if (ret) {
 			ksft_print_msg("%s: the attack module failed: %s\n",
 				       attacks[i].name, strerror(-ret));
 			ok = false;
 		} else {
 			ksft_print_msg("%s\n", result);
-			if (enforce && strncmp(result, "refused ", 8)) {
+			if (flags & ARMED) {
+				if (strncmp(result, "armed ", 6)) {
+					ksft_print_msg("%s: not armed\n", attacks[i].name);
+					ok = false;
+				}
+			} else if (flags & NO_VERDICT) {
+				if (strncmp(result, "called ", 7))
+					ok = false;
+			} else if (refused_expected && strncmp(result, "refused ", 8)) {
 				ksft_print_msg("%s: the value reached the hardware\n",
 					       attacks[i].name);
 				ok = false;
-			} else if (!enforce && strncmp(result, "ALLOWED ", 8)) {
+			} else if (!refused_expected && strncmp(result, "ALLOWED ", 8)) {
 				ksft_print_msg("%s: audit mode did not let the value through\n",
 					       attacks[i].name);
 				ok = false;
 			}
 		}
-		if (after != before + 1) {
-			ksft_print_msg("%s: %s refused went %lld -> %lld, expected +1\n",
-				       attacks[i].name, attacks[i].class, before, after);
+
+		/* The victim's registers: nothing of the attack reached them. */
+		vcpu_regs_get(victim.vcpu, &regs_after);
+		vcpu_sregs_get(victim.vcpu, &sregs_after);
+		if (!regs_equal(&regs_before, &regs_after, &sregs_before, &sregs_after)) {
+			ksft_print_msg("%s: the victim's registers changed\n",
+				       attacks[i].name);
 			ok = false;
-		}
-		if (!last_refusal_is(attacks[i].class, enforce ? " enforced" : " audit",
-				     reason, sizeof(reason))) {
-			ksft_print_msg("%s: the last refusal logged is not an %s %s one\n",
-				       attacks[i].name, enforce ? "enforced" : "audited",
-				       attacks[i].class);
-			ok = false;
-		} else {
-			ksft_print_msg("%s: logged as %s %s\n", attacks[i].name,
-				       attacks[i].class, reason);
 		}
 
-		/* Only an enforced SPTE refusal stops the attacker VM. */
-		stops = enforce && attacks[i].stops_attacker;
+		/* The attacker's next entry decides the MSR-list attacks. */
+		stops = (flags & STOPS) && refused_expected;
 		ret = guest_step(&attacker);
 		if (stops && ret != -EIO) {
 			ksft_print_msg("%s: the attacker VM was not stopped (KVM_RUN: %d)\n",
@@ -292,6 +459,30 @@ int main(void)
 				       attacks[i].name, ret);
 			ok = false;
 		}
+		if ((flags & ARMED) && !stops)
+			TEST_ASSERT_EQ(run_attack("msr_disarm", &attacker, &victim, 0,
+						  result, sizeof(result)), 0);
+
+		after = read_counter(class, "seal_refused");
+		/* Let through, an MSR list is refused again at every entry. */
+		if ((flags & ARMED) && !stops ? after <= before : after != before + 1) {
+			ksft_print_msg("%s: %s refused went %lld -> %lld, expected +1\n",
+				       attacks[i].name, class ? class : "seal", before,
+				       after);
+			ok = false;
+		}
+		if (!seal) {
+			const char *logged = refused_expected ? " enforced" : " audit";
+
+			if (!last_refusal_is(class, logged, reason, sizeof(reason))) {
+				ksft_print_msg("%s: the last refusal logged is not an%s %s one\n",
+					       attacks[i].name, logged, class);
+				ok = false;
+			} else {
+				ksft_print_msg("%s: logged as %s %s%s\n", attacks[i].name,
+					       class, reason, logged);
+			}
+		}
 
 		ret = guest_step(&victim);
 		if (ret != 1 || !guest_memory_intact(&victim)) {
@@ -300,7 +491,8 @@ int main(void)
 			ok = false;
 		}
 		ksft_test_result(ok, "%s is %s, counted and logged; victim intact\n",
-				 attacks[i].name, enforce ? "refused" : "audited");
+				 attacks[i].name,
+				 refused_expected ? "refused" : "audited");
 
 		/* A stopped VM refuses the ioctls that free it; exit() releases it. */
 		if (!stops)

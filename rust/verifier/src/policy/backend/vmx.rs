@@ -880,8 +880,20 @@ impl<'a> Backend<'a> {
             let teardown =
                 p.current_mm().is_none() || self.vcpu_slot(vcpu).is_some_and(|s| s.dying);
             if !teardown && !self.in_vmm_of(p, vm) {
+                // Records, not a value: enforced in audit mode too.
                 let d = self.deny(CheckClass::VmxInstruction, Denial::WrongContext, pa, 0, 0);
-                return self.refuse_vmx(p, d, pa);
+                return self.refuse(
+                    p,
+                    Refusal {
+                        class: CheckClass::VmxInstruction,
+                        denial: d,
+                        subject: pa,
+                        old: 0,
+                        new: 0,
+                        kvm: Handle::NONE,
+                        value_write: false,
+                    },
+                );
             }
         }
         match self.v.vmptrld(cpu, Hpa(pa)) {
