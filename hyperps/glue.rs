@@ -652,7 +652,7 @@ unsafe extern "C" fn hps_rs_vcpu_create(info: *const bindings::hyperps_vcpu_info
 /// Called by the registry as `hyperps_ops.vcpu_free`.
 #[no_mangle]
 unsafe extern "C" fn hps_rs_vcpu_free(kvm: *mut c_void, vcpu: *mut c_void) {
-    locked(|b, _| b.vcpu_free(Handle(kvm as usize), Handle(vcpu as usize)));
+    locked(|b, p| b.vcpu_free(p, Handle(kvm as usize), Handle(vcpu as usize)));
 }
 
 /// # Safety
@@ -930,7 +930,7 @@ unsafe extern "C" fn hps_rs_deferred_work() {
     unsafe { c::hps_c_invept_all() };
     loop {
         let mut out = [Pfn(0); 64];
-        let n = locked(|b, _| b.deferred_pass2(&mut out)).unwrap_or(0);
+        let n = locked(|b, p| b.deferred_pass2(p, &mut out)).unwrap_or(0);
         for pfn in out.iter().take(n) {
             // SAFETY: the page was allocated by `hps_rs_pt_alloc`, freed by KVM, given back
             // by the backend and is no longer cached by any CPU (global INVEPT above).
@@ -991,7 +991,7 @@ unsafe extern "C" fn hps_rs_memslot_remove(
 ) {
     // SAFETY: KVM passes a valid structure for the duration of the call.
     let slot = memslot_of(unsafe { &*slot });
-    locked(|b, _| b.memslot_remove(Handle(kvm as usize), &slot));
+    locked(|b, p| b.memslot_remove(p, Handle(kvm as usize), &slot));
 }
 
 /// # Safety

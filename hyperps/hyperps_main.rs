@@ -111,6 +111,11 @@ fn host_config(caps: &vmx_caps::VmxCaps) -> Config {
         hyperps_pcid: HYPERPS_PCID,
         msr_list_max: 8,
         cr4_pcide: cr4 & policy::cr::CR4_PCIDE != 0,
+        exit_controls_required: if caps.exit_allowed(19) {
+            policy::vmcs::EXIT_LOAD_PAT
+        } else {
+            0
+        },
     }
 }
 

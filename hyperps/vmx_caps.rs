@@ -12,6 +12,7 @@ mod msr {
     pub(super) const IA32_VMX_BASIC: u32 = 0x480;
     pub(super) const IA32_VMX_PINBASED_CTLS: u32 = 0x481;
     pub(super) const IA32_VMX_PROCBASED_CTLS: u32 = 0x482;
+    pub(super) const IA32_VMX_EXIT_CTLS: u32 = 0x483;
     pub(super) const IA32_VMX_PROCBASED_CTLS2: u32 = 0x48b;
     pub(super) const IA32_VMX_EPT_VPID_CAP: u32 = 0x48c;
 }
@@ -90,6 +91,7 @@ pub(crate) struct VmxCaps {
     pin: u64,
     primary: u64,
     secondary: u64,
+    exit: u64,
     ept_vpid: u64,
 }
 
@@ -118,6 +120,7 @@ impl VmxCaps {
             pin: read_msr(msr::IA32_VMX_PINBASED_CTLS)?,
             primary,
             secondary,
+            exit: read_msr(msr::IA32_VMX_EXIT_CTLS)?,
             ept_vpid,
         })
     }
@@ -125,6 +128,11 @@ impl VmxCaps {
     /// The raw `IA32_VMX_EPT_VPID_CAP` value (0 without EPT and VPID).
     pub(crate) fn ept_vpid(&self) -> u64 {
         self.ept_vpid
+    }
+
+    /// True if the CPU allows VM-exit control `bit` to be 1.
+    pub(crate) fn exit_allowed(&self, bit: u32) -> bool {
+        (self.exit >> 32) & (1u64 << bit) != 0
     }
 
     fn secondary_allowed(&self, bit: u32) -> bool {

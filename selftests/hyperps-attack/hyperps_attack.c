@@ -664,6 +664,24 @@ static int attack_memslot_elsewhere(struct attack_vm_args *a, const char *name)
 	return 0;
 }
 
+/* Teardown of the victim's vCPU and memslot, from a process not its VMM. */
+static int attack_teardown_elsewhere(struct attack_vm_args *a, const char *name,
+				     bool memslot)
+{
+	struct hyperps_memslot slot = {
+		.id = 1, .base_gfn = a->victim_gpa >> PAGE_SHIFT, .npages = 32,
+		.userspace_addr = a->victim_hva,
+	};
+
+	if (memslot)
+		hyperps_call(memslot_remove, a->victim, &slot);
+	else
+		hyperps_call(vcpu_free, a->victim, kvm_get_vcpu(a->victim, 0));
+	/* The ops have no verdict: the refusal log tells. */
+	result("called %s\n", name);
+	return 0;
+}
+
 /* Class 5: entries in the MSR lists the CPU loads at VM entry and exit. */
 struct msr_list_attack {
 	unsigned long addr_field;
@@ -829,6 +847,10 @@ static int attack_vm_run(const char *attack, struct attack_vm_args *a)
 		return attack_vmcs_field(a->attacker, attack,
 					 PIN_BASED_VM_EXEC_CONTROL, 0,
 					 PIN_BASED_NMI_EXITING, 0);
+	if (IS("exit_load_pat_off"))
+		/* VM exits would leave the guest's PAT in the host. */
+		return attack_vmcs_field(a->attacker, attack, VM_EXIT_CONTROLS,
+					 0, VM_EXIT_LOAD_IA32_PAT, 0);
 	if (IS("io_bitmaps_on"))
 		return attack_vmcs_field(a->attacker, attack,
 					 CPU_BASED_VM_EXEC_CONTROL,
@@ -959,6 +981,10 @@ static int attack_vm_run(const char *attack, struct attack_vm_args *a)
 		return attack_vmptrld_elsewhere(a, attack);
 	if (IS("memslot_elsewhere"))
 		return attack_memslot_elsewhere(a, attack);
+	if (IS("vcpu_free_elsewhere"))
+		return attack_teardown_elsewhere(a, attack, false);
+	if (IS("memslot_remove_elsewhere"))
+		return attack_teardown_elsewhere(a, attack, true);
 
 	/* MSR lists, decided at the attacker's next VM entry. */
 	if (IS("exit_msr_load_lstar")) {

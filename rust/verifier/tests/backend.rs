@@ -408,6 +408,17 @@ fn lifecycle_ops_are_checked() {
         Err(Denial::BadMemslot)
     );
     assert_eq!(b.memslot_count(a.kvm), 1);
+    // Nor may another VMM remove the victim's memslot (its memory would become unmappable).
+    w.p.mm = x.mm;
+    let victims = Memslot {
+        base_gfn: GFN_BASE,
+        npages: SLOT_PAGES,
+        hva: HVA_A,
+        ..Memslot::default()
+    };
+    b.memslot_remove(&mut w.p, a.kvm, &victims);
+    assert_eq!(w.p.last(), Some(Denial::WrongContext));
+    assert_eq!(b.memslot_count(a.kvm), 1);
     // A VM from a kernel thread, and a second VM with the same handle.
     w.p.mm = Handle::NONE;
     assert_eq!(
@@ -501,11 +512,19 @@ fn vmptrld_from_another_vmm_is_refused() {
     let vmxon = w.p.kernel_page();
     w.p.mm = a.mm;
     assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
+    w.p.mm = a.mm;
+    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
     w.p.mm = x.mm;
     assert!(b.vmcs_load(&mut w.p, info.vmcs01_pa));
     assert_eq!(w.p.last(), Some(Denial::WrongContext));
+    // The refused VMPTRLD was not executed, so the caller's next VMWRITEs would land in
+    // whatever VMCS the CPU still has: they are refused until a VMPTRLD goes through.
+    let guest_rip = 0x681e;
+    assert!(b.vmcs_write(&mut w.p, guest_rip, 0x1000));
+    assert_eq!(w.p.last(), Some(Denial::NoCurrentVmcs));
     w.p.mm = a.mm;
     assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    assert!(!b.vmcs_write(&mut w.p, guest_rip, 0x1000));
     // Teardown (an exiting task has no address space).
     assert!(!b.vmcs_clear(&mut w.p, info.vmcs01_pa));
     w.p.mm = Handle::NONE;
@@ -530,9 +549,17 @@ fn a_live_vcpus_pages_are_not_freed() {
         "its PML page"
     );
     assert_eq!(w.p.last(), Some(Denial::ProtectedFree));
+    // Another VMM cannot start the vCPU's teardown.
+    w.p.mm = Handle(VMM_B);
+    b.vcpu_free(&mut w.p, a.kvm, info.vcpu);
+    assert_eq!(w.p.last(), Some(Denial::WrongContext));
+    assert!(b.page_free(&mut w.p, info.vmcs01_pa), "still not freed");
     // The real teardown: vcpu_free, then vmcs01, then the pages.
-    b.vcpu_free(a.kvm, info.vcpu);
+    w.p.mm = a.mm;
+    b.vcpu_free(&mut w.p, a.kvm, info.vcpu);
     assert!(!b.page_free(&mut w.p, info.vmcs01_pa));
+    // A VMCS holds a guest's registers: scrubbed before the host gets it back.
+    assert!(w.p.scrubbed.contains(&Hpa(info.vmcs01_pa).pfn()));
     assert!(!b.page_free(&mut w.p, info.msr_bitmap_pa));
     assert!(!b.free_pages(&mut w.p, Hpa(info.pml_pa).pfn(), 0));
     assert_eq!(b.live_vcpus(), 0);

@@ -366,6 +366,16 @@ fn control_required_bits() {
         w(&mut v, &x, VmcsField::VM_EXIT_CONTROLS, 0x003f_fdff),
         Err(Denial::ControlViolation)
     );
+    // The host's PAT is loaded at every VM exit: a VMCS may not drop it.
+    assert_eq!(
+        w(
+            &mut v,
+            &x,
+            VmcsField::VM_EXIT_CONTROLS,
+            0x003f_ffff & !(1 << 19)
+        ),
+        Err(Denial::ControlViolation)
+    );
     assert_eq!(w(&mut v, &x, VmcsField::VM_ENTRY_CONTROLS, 0xd3ff), Ok(()));
     assert_eq!(
         w(&mut v, &x, VmcsField::VM_ENTRY_CONTROLS, 0xd3ff | (1 << 10)),

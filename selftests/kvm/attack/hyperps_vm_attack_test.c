@@ -80,6 +80,7 @@ static const struct {
 	{ "host_gs_base",		"vmcs",		0 },
 	{ "extint_exiting_off",		"vmcs",		0 },
 	{ "nmi_exiting_off",		"vmcs",		0 },
+	{ "exit_load_pat_off",		"vmcs",		0 },
 	{ "io_bitmaps_on",		"vmcs",		0 },
 	{ "ept_off",			"vmcs",		0 },
 	{ "vpid_victim",		"vmcs",		0 },
@@ -111,6 +112,8 @@ static const struct {
 	{ "page_free_victim_msr_bitmap", "registration", RECORDS },
 	{ "vmptrld_elsewhere",		"vmx",		RECORDS | CHILD },
 	{ "memslot_elsewhere",		"registration",	RECORDS | CHILD },
+	{ "vcpu_free_elsewhere",	"registration",	RECORDS | CHILD | NO_VERDICT },
+	{ "memslot_remove_elsewhere",	"registration",	RECORDS | CHILD | NO_VERDICT },
 	/* Memory the CPU reads at VM entry and exit: the MSR lists. */
 	{ "exit_msr_load_lstar",	"vmcs",		ARMED | STOPS },
 	{ "exit_msr_load_efer_nx_off",	"vmcs",		ARMED | STOPS | ENFORCE_ONLY },

@@ -80,6 +80,9 @@ pub struct Config {
     pub msr_list_max: u32,
     /// `CR4.PCIDE` at initialisation; it may not change afterwards.
     pub cr4_pcide: bool,
+    /// VM-exit controls that load host state the host relies on and that every VMCS must
+    /// keep: `VM_EXIT_LOAD_IA32_PAT` where the CPU has it (KVM then always sets it).
+    pub exit_controls_required: u32,
 }
 
 impl Config {
@@ -97,6 +100,7 @@ impl Config {
             hyperps_pcid: 0x7fe,
             msr_list_max: 8,
             cr4_pcide: true,
+            exit_controls_required: vmcs::EXIT_LOAD_PAT,
         }
     }
 

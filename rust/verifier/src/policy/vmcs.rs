@@ -22,7 +22,7 @@
 //! | primary | unconditional I/O exiting, activate secondary controls | use I/O bitmaps |
 //! | secondary | enable EPT; shadow VMCS only with a registered link pointer | mode-based EPT execute; VMFUNC (vmcs01); PML and shadow VMCS (vmcs02) |
 //! | tertiary | | everything except IPI virtualisation |
-//! | VM-exit | host address-space size | |
+//! | VM-exit | host address-space size; load `IA32_PAT` where the CPU has it | |
 //! | VM-entry | | entry to SMM, deactivate dual-monitor treatment |
 //!
 //! VMFUNC in a vmcs02 is allowed because `VM_FUNCTION_CONTROL` is pinned to 0, so every VMFUNC
@@ -61,6 +61,8 @@ pub const SECONDARY_MODE_BASED_EPT_EXEC: u32 = 1 << 22;
 pub const TERTIARY_IPI_VIRT: u64 = 1 << 4;
 /// VM-exit: host address-space size (64-bit host).
 pub const EXIT_HOST_ADDR_SPACE_SIZE: u32 = 1 << 9;
+/// VM-exit: load the host's `IA32_PAT`.
+pub const EXIT_LOAD_PAT: u32 = 1 << 19;
 /// VM-entry: entry to SMM.
 pub const ENTRY_SMM: u32 = 1 << 10;
 /// VM-entry: deactivate dual-monitor treatment.
@@ -316,6 +318,10 @@ impl<'a> Verifier<'a> {
                 let shadow_ok = rec.link.is_some()
                     || (control == ControlField::Secondary && self.vcpu_has_shadow(rec.vcpu));
                 control_verdict(control, rec.kind, value, shadow_ok)?;
+                let keep = u64::from(self.config.exit_controls_required);
+                if control == ControlField::Exit && value & keep != keep {
+                    return Err(Denial::ControlViolation);
+                }
                 match control {
                     ControlField::Secondary => Ok(RecordUpdate::Secondary(
                         u32::try_from(value).map_err(|_| Denial::ValueTooWide)?,
@@ -616,6 +622,16 @@ impl<'a> Verifier<'a> {
                     *entry = target;
                 }
             }
+        }
+        self.bump_epoch();
+    }
+
+    /// Records that a VMPTRLD on `cpu` was refused and not executed. The CPU still has its
+    /// previous VMCS current, which the caller may believe it replaced: no VMWRITE is accepted
+    /// on `cpu` until a VMPTRLD succeeds, so such writes never reach another vCPU's VMCS.
+    pub fn vmptrld_refused(&mut self, cpu: CpuId) {
+        if let Ok(c) = self.cpu_record_mut(cpu) {
+            c.current = None;
         }
         self.bump_epoch();
     }

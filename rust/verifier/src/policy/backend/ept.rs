@@ -384,9 +384,9 @@ impl<'a> Backend<'a> {
         ready
     }
 
-    /// After a global INVEPT: gives back up to `out.len()` ready pages, returned in `out` for
-    /// the caller to free. Returns how many.
-    pub fn deferred_pass2(&mut self, out: &mut [Pfn]) -> usize {
+    /// After a global INVEPT: gives back up to `out.len()` ready pages, scrubbed (they held a
+    /// VM's host frame numbers), returned in `out` for the caller to free. Returns how many.
+    pub fn deferred_pass2(&mut self, p: &mut impl Platform, out: &mut [Pfn]) -> usize {
         self.v.note_invept_global();
         let mut n = 0usize;
         for i in 0..self.deferred.len() {
@@ -396,6 +396,9 @@ impl<'a> Backend<'a> {
             let Some(Some(d)) = self.deferred.get(i).copied() else {
                 continue;
             };
+            if d.ready && self.v.pool_page_is_clean(d.pfn).is_ok() {
+                p.scrub(d.pfn);
+            }
             if d.ready && self.v.unprotect(d.pfn).is_ok() {
                 if let Some(o) = out.get_mut(n) {
                     *o = d.pfn;

@@ -180,11 +180,34 @@ impl<'a> Backend<'a> {
     }
 
     /// `memslot_remove`: `slot` of `kvm` is gone. Removes the record that matches it exactly;
-    /// frames mapped through the slot stay the VM's until they are freed.
-    pub fn memslot_remove(&mut self, kvm: Handle, slot: &Memslot) {
+    /// frames mapped through the slot stay the VM's until they are freed. Ignored unless it
+    /// comes from the VM's VMM or its teardown.
+    pub fn memslot_remove(&mut self, p: &mut impl Platform, kvm: Handle, slot: &Memslot) {
         let Some(vm) = self.vm_of(kvm) else {
             return;
         };
+        if !self.in_teardown_of(p, vm) {
+            let d = self.deny(
+                CheckClass::Registration,
+                Denial::WrongContext,
+                slot.base_gfn,
+                0,
+                0,
+            );
+            self.refuse(
+                p,
+                Refusal {
+                    class: CheckClass::Registration,
+                    denial: d,
+                    subject: slot.base_gfn,
+                    old: 0,
+                    new: slot.hva,
+                    kvm: Handle::NONE,
+                    value_write: false,
+                },
+            );
+            return;
+        }
         let mut prev: Option<u32> = None;
         let mut cur = self.vm_slot(vm).and_then(|s| s.memslots);
         while let Some(i) = cur {

@@ -349,6 +349,12 @@ impl<'a> Backend<'a> {
         let mm = p.current_mm();
         !mm.is_none() && self.vm_slot(vm).is_some_and(|s| s.mm == mm)
     }
+
+    /// True if the current task may take `vm` apart: its VMM, or a task without an address
+    /// space (a VMM that is exiting, a kernel thread doing the last `fput()`).
+    fn in_teardown_of(&self, p: &impl Platform, vm: VmId) -> bool {
+        p.current_mm().is_none() || self.in_vmm_of(p, vm)
+    }
 }
 
 /// A refusal found by an op, before it is reported.

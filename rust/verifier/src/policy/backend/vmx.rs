@@ -432,7 +432,7 @@ impl<'a> Backend<'a> {
             }
             _ => {}
         }
-        self.give_back(p, pfn);
+        self.give_back(p, pfn, true);
         false
     }
 
@@ -483,9 +483,16 @@ impl<'a> Backend<'a> {
         }
     }
 
-    /// Gives a clean pool page back to the host.
-    pub(super) fn give_back(&mut self, p: &mut impl Platform, pfn: Pfn) {
+    /// Gives a clean pool page back to the host, scrubbed first if it is a whole page of
+    /// HyperPS's (a VMCS holds a guest's registers, an EPT page its host frames, the
+    /// virtual-APIC page its APIC): the host, and through it another VM, may get it next.
+    /// Pages that hold only part of a kernel object (the MSR lists inside `vcpu_vmx`) are
+    /// left alone.
+    pub(super) fn give_back(&mut self, p: &mut impl Platform, pfn: Pfn, scrub: bool) {
         if let Some(FrameState::Protected(Protected::Pool { .. })) = self.v.frame_state(pfn) {
+            if scrub {
+                p.scrub(pfn);
+            }
             if let Err(d) = self.v.unprotect(pfn) {
                 Self::anomaly(p, d, pfn.0);
             }
@@ -677,15 +684,31 @@ impl<'a> Backend<'a> {
     }
 
     /// `vcpu_free`: KVM starts freeing the vCPU. Its records stay until its vmcs01 is freed
-    /// (KVM still loads it to leave nested operation); its VPIDs are released then too.
-    pub fn vcpu_free(&mut self, kvm: Handle, vcpu: Handle) {
+    /// (KVM still loads it to leave nested operation); its VPIDs are released then too. Only
+    /// the VM's VMM or its teardown may start that.
+    pub fn vcpu_free(&mut self, p: &mut impl Platform, kvm: Handle, vcpu: Handle) {
         let Some(i) = self.vcpu_index(vcpu) else {
             return;
         };
+        let Some(s) = self.vcpus.get(i).copied() else {
+            return;
+        };
+        let Some(vm) = s.vm else {
+            return;
+        };
+        if s.kvm != kvm || !self.in_teardown_of(p, vm) {
+            let d = self.deny(
+                CheckClass::Registration,
+                Denial::WrongContext,
+                vcpu.0 as u64,
+                0,
+                0,
+            );
+            self.refuse_registration(p, d, vcpu.0 as u64, Handle::NONE);
+            return;
+        }
         if let Some(s) = self.vcpus.get_mut(i) {
-            if s.kvm == kvm {
-                s.dying = true;
-            }
+            s.dying = true;
         }
     }
 
@@ -695,10 +718,11 @@ impl<'a> Backend<'a> {
         let Some(s) = self.vcpu_slot(id).copied() else {
             return;
         };
-        for (pfn, _) in s.pages.all() {
+        for (pfn, kind) in s.pages.all() {
             let Some(pfn) = pfn else {
                 continue;
             };
+            let whole_page = !matches!(kind, AuxKind::MsrList | AuxKind::PiDesc);
             if let Some(FrameState::Protected(Protected::Aux {
                 owner: AuxOwner::Vcpu(o),
                 ..
@@ -706,7 +730,7 @@ impl<'a> Backend<'a> {
             {
                 if o == id {
                     match self.v.unregister_aux_page(pfn) {
-                        Ok(()) => self.give_back(p, pfn),
+                        Ok(()) => self.give_back(p, pfn, whole_page),
                         Err(d) => Self::anomaly(p, d, pfn.0),
                     }
                 }
@@ -714,7 +738,7 @@ impl<'a> Backend<'a> {
         }
         if let Some(pfn) = s.msr_bitmap02 {
             if self.v.unregister_aux_page(pfn).is_ok() {
-                self.give_back(p, pfn);
+                self.give_back(p, pfn, true);
             }
         }
         for vpid in [s.vpid, s.vpid02].into_iter().flatten() {
@@ -849,10 +873,10 @@ impl<'a> Backend<'a> {
         let Some(mut s) = self.vcpus.get(i).copied() else {
             return;
         };
-        let Some(id) = s.id else {
+        let (Some(id), Some(vm)) = (s.id, s.vm) else {
             return;
         };
-        if s.kvm != kvm {
+        if s.kvm != kvm || !self.in_teardown_of(p, vm) {
             return;
         }
         if let Some(vpid) = s.vpid02 {
@@ -872,34 +896,41 @@ impl<'a> Backend<'a> {
     // --- VMX instructions -------------------------------------------------------------------
 
     /// `vmcs_load` (VMPTRLD). The VMCS must be registered and, besides the verifier's rules,
-    /// made current only by its VM's VMM or on a teardown path.
+    /// made current only by its VM's VMM or on a teardown path. A refused VMPTRLD is not
+    /// executed, so the CPU keeps its previous VMCS: VMWRITEs on this CPU are refused until the
+    /// next VMPTRLD that is allowed, whatever the caller does next.
     pub fn vmcs_load(&mut self, p: &mut impl Platform, pa: u64) -> bool {
         let cpu = p.cpu();
         let pfn = Hpa(pa).pfn();
+        let mut verdict = Ok(());
         if let Some((vcpu, vm, _)) = self.v.vmcs_owner(pfn) {
             let teardown =
                 p.current_mm().is_none() || self.vcpu_slot(vcpu).is_some_and(|s| s.dying);
             if !teardown && !self.in_vmm_of(p, vm) {
-                // Records, not a value: enforced in audit mode too.
-                let d = self.deny(CheckClass::VmxInstruction, Denial::WrongContext, pa, 0, 0);
-                return self.refuse(
-                    p,
-                    Refusal {
-                        class: CheckClass::VmxInstruction,
-                        denial: d,
-                        subject: pa,
-                        old: 0,
-                        new: 0,
-                        kvm: Handle::NONE,
-                        value_write: false,
-                    },
-                );
+                verdict =
+                    Err(self.deny(CheckClass::VmxInstruction, Denial::WrongContext, pa, 0, 0));
             }
         }
-        match self.v.vmptrld(cpu, Hpa(pa)) {
-            Ok(()) => false,
-            Err(d) => self.refuse_vmx(p, d, pa),
-        }
+        let verdict = verdict.and_then(|()| self.v.vmptrld(cpu, Hpa(pa)));
+        let Err(d) = verdict else {
+            return false;
+        };
+        // Whether or not the VMPTRLD goes ahead (audit mode), the records no longer know which
+        // VMCS is current on this CPU.
+        self.v.vmptrld_refused(cpu);
+        self.refuse(
+            p,
+            Refusal {
+                class: CheckClass::VmxInstruction,
+                denial: d,
+                subject: pa,
+                old: 0,
+                new: 0,
+                kvm: Handle::NONE,
+                // Another process's VMPTRLD concerns the records: enforced in audit mode too.
+                value_write: d != Denial::WrongContext,
+            },
+        )
     }
 
     /// `vmcs_clear` (VMCLEAR), not in NMI.
