@@ -101,8 +101,8 @@ static const struct {
 	{ "nonleaf_foreign_table",	"ept",		STOPS },
 	{ "spte_outside_ept",		"ept",		0 },
 	/* HyperPS's records: ownership, registration and lifecycle. */
-	{ "guest_page_victim_frame",	"ownership",	RECORDS },
-	{ "guest_page_kernel_page",	"ownership",	RECORDS },
+	{ "guest_page_victim_frame",	"ownership",	RECORDS | STOPS },
+	{ "guest_page_kernel_page",	"ownership",	RECORDS | STOPS },
 	{ "pt_free_victim_vmcs",	"registration",	RECORDS },
 	{ "pt_free_victim_frame",	"registration",	RECORDS },
 	{ "vm_destroy_victim",		"registration",	RECORDS | NO_VERDICT },

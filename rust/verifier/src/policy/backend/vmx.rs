@@ -538,8 +538,9 @@ impl<'a> Backend<'a> {
     ) -> Result<(), Denial> {
         let pages = Self::vcpu_pages(info);
         if let Err(d) = self.vcpu_create_verdict(p, info, &pages, invvpid_done) {
+            // KVM fails the creation; the VM itself may live on.
             let d = self.deny(CheckClass::Registration, d, info.vmcs01_pa, 0, 0);
-            return Err(self.refuse_registration(p, d, info.vmcs01_pa, info.kvm));
+            return Err(self.refuse_registration(p, d, info.vmcs01_pa, Handle::NONE));
         }
         let Some(vm) = self.vm_of(info.kvm) else {
             return Err(Denial::UnknownVm);
