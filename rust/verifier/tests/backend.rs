@@ -286,7 +286,8 @@ fn a_destroyed_vms_frames_go_nowhere_until_freed() {
         assert_eq!(b.pt_free(&mut w.p, pt), PtFree::Deferred);
     }
     w.p.mm = a.mm;
-    assert_eq!(b.vm_destroy(&mut w.p, a.kvm), Some(a.mm));
+    // The backend keeps A's VMM (and its reference) to recognise A's next VM.
+    assert_eq!(b.vm_destroy(&mut w.p, a.kvm), None);
     w.p.map(x.mm, x.hva_of(GFN_BASE), 2000, true);
     assert_eq!(
         x.map(&mut b, &mut w.p, &mut w.t, GFN_BASE, 2000, true),
@@ -565,7 +566,7 @@ fn a_live_vcpus_pages_are_not_freed() {
     assert_eq!(b.live_vcpus(), 0);
     // Now the VM can go.
     w.p.mm = a.mm;
-    assert_eq!(b.vm_destroy(&mut w.p, a.kvm), Some(a.mm));
+    assert_eq!(b.vm_destroy(&mut w.p, a.kvm), None);
 }
 
 #[test]
@@ -622,48 +623,42 @@ fn msr_lists_are_checked_before_entry() {
     let list = info.msr_autoload_guest_pa;
     let efer = 0xc000_0080u64;
     let lstar = 0xc000_0082u64;
-    let lists = MsrLists {
-        exit_load_addr: list,
-        exit_load_count: 1,
-        ..MsrLists::default()
-    };
+    w.p.set_msr_lists((0, 0), (list, 1));
     // EFER with the live host value: fine.
     w.p.phys.insert(list, efer);
     w.p.phys.insert(list + 8, 0xd01);
-    assert!(!b.vm_entry(&mut w.p, &lists));
+    assert!(!b.vm_entry(&mut w.p));
     // EFER with another value.
     w.p.phys.insert(list + 8, 0x501);
-    assert!(b.vm_entry(&mut w.p, &lists));
+    assert!(b.vm_entry(&mut w.p));
     assert_eq!(w.p.last(), Some(Denial::MsrListHostValue));
     // LSTAR, which KVM never switches: the attacker's syscall entry on the next exit.
     w.p.phys.insert(list, lstar);
-    assert!(b.vm_entry(&mut w.p, &lists));
+    assert!(b.vm_entry(&mut w.p));
     assert_eq!(w.p.last(), Some(Denial::MsrListEntry));
     assert_eq!(w.p.killed.last(), Some(&a.kvm));
     // A list outside the vCPU's MSR-list pages.
-    let elsewhere = MsrLists {
-        exit_load_addr: 2000 << 12,
-        ..lists
-    };
-    assert!(b.vm_entry(&mut w.p, &elsewhere));
+    w.p.set_msr_lists((0, 0), (2000 << 12, 1));
+    assert!(b.vm_entry(&mut w.p));
     assert_eq!(w.p.last(), Some(Denial::MsrListAddress));
     // A VM-entry load the exit list does not undo.
     w.p.phys.insert(list, efer);
     w.p.phys.insert(list + 8, 0xd01);
     w.p.phys.insert(list + 16, 0x38f);
-    let entry_only = MsrLists {
-        entry_load_addr: list + 16,
-        entry_load_count: 1,
-        ..lists
-    };
-    assert!(b.vm_entry(&mut w.p, &entry_only));
+    w.p.set_msr_lists((list + 16, 1), (list, 1));
+    assert!(b.vm_entry(&mut w.p));
     assert_eq!(w.p.last(), Some(Denial::MsrListEntry));
     // Audit mode logs it and lets it through.
     w.p.enforcing = false;
     let killed = w.p.killed.len();
-    assert!(!b.vm_entry(&mut w.p, &entry_only));
+    assert!(!b.vm_entry(&mut w.p));
     assert_eq!(w.p.killed.len(), killed);
     assert!(!w.p.reports.last().unwrap().enforced);
+    // No current VMCS: nothing to enter.
+    w.p.enforcing = true;
+    w.p.cpu = 1;
+    assert!(b.vm_entry(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::NoCurrentVmcs));
 }
 
 /// Class 4: new page-table roots are accepted only as pgd_alloc() makes them.
@@ -704,4 +699,402 @@ fn audit_mode_lets_values_through_and_enforces_bookkeeping() {
     assert!(w.p.killed.is_empty());
     assert!(b.free_pages(&mut w.p, Pfn(2000), 0), "still kept");
     assert!(w.p.reports.last().unwrap().enforced);
+}
+
+/// Tears VM `v` down as KVM does: zap its leaf at GFN_BASE, unlink and free its tables,
+/// destroy it. Returns the address space the backend lets go of.
+fn tear_down(b: &mut Backend<'_>, w: &mut World, v: &TestVm) -> Option<Handle> {
+    assert_eq!(v.zap(b, &mut w.p, &mut w.t, GFN_BASE), SpteOutcome::Written);
+    for (table, index, level) in [(v.l2, 1u16, 2u8), (v.l3, 0, 3), (v.root, 0, 4)] {
+        assert_eq!(
+            write(b, &mut w.p, &mut w.t, table, index, level, NONPRESENT, 0),
+            SpteOutcome::Written
+        );
+    }
+    for pt in [v.l1, v.l2, v.l3, v.root] {
+        assert_eq!(b.pt_free(&mut w.p, pt), PtFree::Deferred);
+    }
+    w.p.mm = v.mm;
+    let forgotten = b.vm_destroy(&mut w.p, v.kvm);
+    // The work that frees paging-structure pages after a global INVEPT.
+    b.deferred_pass1();
+    let mut out = [Pfn(0); 8];
+    assert_eq!(b.deferred_pass2(&mut w.p, &mut out), 4);
+    b.reap_zombies(&mut w.p);
+    forgotten
+}
+
+/// A VM restart (or snapshot restore) in the same VMM keeps the guest memory: the VMM's next
+/// VM takes the destroyed VM's frames over, contents intact. No other VMM's VM can.
+#[test]
+fn a_restarted_vm_takes_over_its_vmms_memory() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let (a, x) = two_vms(&mut b, &mut w);
+    assert_eq!(tear_down(&mut b, &mut w, &a), None);
+    // Another VMM that maps the frame too (shared memory) gets nothing.
+    w.p.map(x.mm, x.hva_of(GFN_BASE), 2000, true);
+    assert_eq!(
+        x.map(&mut b, &mut w.p, &mut w.t, GFN_BASE, 2000, true),
+        SpteOutcome::Refused
+    );
+    assert_eq!(w.p.last(), Some(Denial::EptOrphanedFrame));
+    // A's VMM creates its next VM over the same memory.
+    let a2 = make_vm(&mut b, &mut w.p, &mut w.t, 0xa2, VMM_A, HVA_A);
+    assert_eq!(
+        a2.map(&mut b, &mut w.p, &mut w.t, GFN_BASE, 2000, true),
+        SpteOutcome::Written
+    );
+    assert!(
+        !w.p.scrubbed.contains(&Pfn(2000)),
+        "the guest memory is kept"
+    );
+    assert_eq!(w.p.contents.get(&2000), Some(&0x5ec2e7));
+    let owner = b.verifier().frame_state(Pfn(2000));
+    assert!(matches!(owner, Some(FrameState::Vm(o)) if b.verifier().vm_is_live(o)));
+    // And it is now a live VM's frame: foreign to everyone else.
+    assert_eq!(
+        x.map(&mut b, &mut w.p, &mut w.t, GFN_BASE, 2000, true),
+        SpteOutcome::Refused
+    );
+    assert_eq!(w.p.last(), Some(Denial::EptForeignFrame));
+}
+
+/// The backend remembers a bounded number of destroyed VMs' VMMs; the oldest is forgotten
+/// (and its address space handed back) first, after which its frames wait for the free.
+#[test]
+fn forgotten_vmms_leave_their_frames_orphaned() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let (a, _) = two_vms(&mut b, &mut w);
+    assert_eq!(tear_down(&mut b, &mut w, &a), None);
+    let mut handed_back = Vec::new();
+    for i in 0..MAX_GHOSTS {
+        let mm = 0x10_0000 + i * 0x1000;
+        let v = make_vm(&mut b, &mut w.p, &mut w.t, 0x100 + i, mm, HVA_B);
+        w.p.map(v.mm, v.hva_of(GFN_BASE), 3000 + i as u64, true);
+        assert_eq!(
+            v.map(&mut b, &mut w.p, &mut w.t, GFN_BASE, 3000 + i as u64, true),
+            SpteOutcome::Written
+        );
+        handed_back.extend(tear_down(&mut b, &mut w, &v));
+    }
+    assert_eq!(handed_back, vec![a.mm]);
+    let a2 = make_vm(&mut b, &mut w.p, &mut w.t, 0xa2, VMM_A, HVA_A);
+    assert_eq!(
+        a2.map(&mut b, &mut w.p, &mut w.t, GFN_BASE, 2000, true),
+        SpteOutcome::Refused
+    );
+    assert_eq!(w.p.last(), Some(Denial::EptOrphanedFrame));
+}
+
+/// The huge zero page, which a read fault of THP memory maps, may be mapped read-only with a
+/// 2 MiB leaf; it must hold zeroes, and returns to the host only when unmapped.
+#[test]
+fn the_huge_zero_page_is_mapped_read_only() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let zero = w.p.kernel_page();
+    b.set_zero_page(zero).unwrap();
+    let a = make_vm(&mut b, &mut w.p, &mut w.t, 0xa1, VMM_A, HVA_A);
+    let huge = 2560u64;
+    w.p.huge_zero.extend(huge..huge + 512);
+    w.p.map_2m(a.mm, a.hva_of(GFN_BASE + 512), huge, false);
+    let gfn = GFN_BASE + 512;
+    let index = (gfn / 512) as u16;
+    let huge_leaf = |writable| leaf(huge, 2, writable);
+    // Writable: refused.
+    assert_eq!(
+        write(
+            &mut b,
+            &mut w.p,
+            &mut w.t,
+            a.l2,
+            index,
+            2,
+            huge_leaf(true),
+            gfn
+        ),
+        SpteOutcome::Refused
+    );
+    // Not zeroes (the host wrote into it): refused.
+    w.p.contents.insert(huge + 7, 0x5ec2e7);
+    assert_eq!(
+        write(
+            &mut b,
+            &mut w.p,
+            &mut w.t,
+            a.l2,
+            index,
+            2,
+            huge_leaf(false),
+            gfn
+        ),
+        SpteOutcome::Refused
+    );
+    assert_eq!(w.p.last(), Some(Denial::ContentMismatch));
+    w.p.contents.remove(&(huge + 7));
+    assert_eq!(
+        write(
+            &mut b,
+            &mut w.p,
+            &mut w.t,
+            a.l2,
+            index,
+            2,
+            huge_leaf(false),
+            gfn
+        ),
+        SpteOutcome::Written
+    );
+    assert_eq!(
+        b.verifier().frame_state(Pfn(huge + 3)),
+        Some(FrameState::Zero)
+    );
+    // Freed while mapped: kept.
+    assert!(b.free_pages(&mut w.p, Pfn(huge), 9));
+    assert_eq!(w.p.last(), Some(Denial::FrameMapped));
+    // The shared zero page never goes.
+    assert!(b.free_pages(&mut w.p, zero, 0));
+    assert_eq!(w.p.last(), Some(Denial::ProtectedFree));
+    assert_eq!(
+        write(&mut b, &mut w.p, &mut w.t, a.l2, index, 2, NONPRESENT, gfn),
+        SpteOutcome::Written
+    );
+    // A piece of it: kept.
+    assert!(b.free_pages(&mut w.p, Pfn(huge), 0));
+    assert!(!b.free_pages(&mut w.p, Pfn(huge), 9));
+    assert_eq!(
+        b.verifier().frame_state(Pfn(huge + 3)),
+        Some(FrameState::Host)
+    );
+}
+
+/// KVM unmaps L1's virtual-APIC page at a nested VM exit but leaves vmcs02 naming it. The
+/// page may then be freed; vmcs02 is not entered with it until KVM names a page again.
+#[test]
+fn a_vmcs_naming_a_freed_page_is_not_entered() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let (a, _) = two_vms(&mut b, &mut w);
+    let info = new_vcpu(&mut b, &mut w, &a, 0x100).unwrap();
+    let vmxon = w.p.kernel_page();
+    w.p.mm = a.mm;
+    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
+    let vmcs02 = w.p.kernel_page().0 << 12;
+    let nested = NestedInfo {
+        kvm: a.kvm,
+        vcpu: info.vcpu,
+        vpid02: 0,
+        vmcs02_pa: vmcs02,
+        vmcs02_msr_bitmap_pa: w.p.kernel_page().0 << 12,
+        shadow_vmcs_pa: 0,
+    };
+    assert_eq!(b.nested_enter(&mut w.p, &nested, true), Ok(()));
+    assert!(!b.vmcs_load(&mut w.p, vmcs02));
+    // L1's page 2001 as vmcs02's virtual-APIC page, with TPR shadow on.
+    w.p.map(a.mm, a.hva_of(GFN_BASE + 1), 2001, true);
+    assert_eq!(b.guest_page(&mut w.p, a.kvm, GFN_BASE + 1, 2001), Ok(()));
+    assert!(!b.vmcs_write(&mut w.p, 0x2012, 2001 << 12));
+    w.p.vmcs.insert(0x4002, 1 << 21);
+    assert!(!b.vm_entry(&mut w.p));
+    // Named by vmcs02 while it is current (L2 may be running): not freed.
+    assert!(b.free_pages(&mut w.p, Pfn(2001), 0));
+    assert_eq!(w.p.last(), Some(Denial::FrameMapped));
+    let refusals = w.p.refusals();
+    // Nested VM exit: back to vmcs01; KVM unmaps the page and the VMM frees it.
+    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    assert!(!b.free_pages(&mut w.p, Pfn(2001), 0));
+    assert_eq!(w.p.refusals(), refusals);
+    assert_eq!(b.verifier().frame_state(Pfn(2001)), Some(FrameState::Host));
+    // The frame is another VM's now; vmcs02 must not be entered with it.
+    assert!(!b.vmcs_load(&mut w.p, vmcs02));
+    assert!(b.vm_entry(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::StaleAddress));
+    // Without TPR shadow the CPU does not use the field.
+    w.p.vmcs.insert(0x4002, 0);
+    assert!(!b.vm_entry(&mut w.p));
+    // KVM names a page again at the next nested entry.
+    w.p.vmcs.insert(0x4002, 1 << 21);
+    w.p.map(a.mm, a.hva_of(GFN_BASE + 2), 2002, true);
+    assert_eq!(b.guest_page(&mut w.p, a.kvm, GFN_BASE + 2, 2002), Ok(()));
+    assert!(!b.vmcs_write(&mut w.p, 0x2012, 2002 << 12));
+    assert!(!b.vm_entry(&mut w.p));
+}
+
+/// The CPU never accesses the APIC-access page, so naming it pins nothing: it can be freed
+/// while vmcs01 names it (process exit frees guest memory before the VM goes).
+#[test]
+fn the_apic_access_page_is_checked_but_not_pinned() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let (a, _) = two_vms(&mut b, &mut w);
+    let info = new_vcpu(&mut b, &mut w, &a, 0x100).unwrap();
+    let vmxon = w.p.kernel_page();
+    w.p.mm = a.mm;
+    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
+    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    // A frame that is not the VM's: refused.
+    assert!(b.vmcs_write(&mut w.p, 0x2014, 2006 << 12));
+    assert_eq!(w.p.last(), Some(Denial::BadAddress));
+    w.p.map(a.mm, a.hva_of(GFN_BASE + 5), 2005, true);
+    assert_eq!(b.guest_page(&mut w.p, a.kvm, GFN_BASE + 5, 2005), Ok(()));
+    assert!(!b.vmcs_write(&mut w.p, 0x2014, 2005 << 12));
+    let refusals = w.p.refusals();
+    assert!(!b.free_pages(&mut w.p, Pfn(2005), 0));
+    assert_eq!(w.p.refusals(), refusals);
+    assert_eq!(b.verifier().frame_state(Pfn(2005)), Some(FrameState::Host));
+}
+
+/// Class 5: the posted-interrupt descriptor tells IOMMUs and IPI-virtualising CPUs which
+/// interrupt to send where; at entry it must name KVM's vector and this CPU, unless
+/// notifications are suppressed. The VMCS's own notification vector is KVM's.
+#[test]
+fn the_posted_interrupt_descriptor_notifies_only_kvm() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let (a, _) = two_vms(&mut b, &mut w);
+    let mut page = || w.p.kernel_page().0 << 12;
+    let pi = page() + 0x40;
+    let info = VcpuInfo {
+        kvm: a.kvm,
+        vcpu: Handle(0x100),
+        vpid: 1,
+        vmcs01_pa: page(),
+        msr_bitmap_pa: page(),
+        pml_pa: page(),
+        pi_desc_pa: pi,
+        msr_autoload_guest_pa: page(),
+        virtual_apic_pa: page(),
+        ..VcpuInfo::default()
+    };
+    w.p.mm = a.mm;
+    b.vcpu_create(&mut w.p, &info, true).unwrap();
+    let vmxon = w.p.kernel_page();
+    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
+    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    // POSTED_INTR_NV: KVM's vector only (another would swallow that host interrupt).
+    assert!(b.vmcs_write(&mut w.p, 0x0002, 0xec));
+    assert_eq!(w.p.last(), Some(Denial::PinnedMismatch));
+    assert!(!b.vmcs_write(&mut w.p, 0x0002, 0xf2));
+    assert!(!b.vmcs_write(&mut w.p, 0x2016, pi));
+    w.p.vmcs.insert(0x4000, 1 << 7);
+    w.p.vmcs.insert(0x2016, pi);
+    let control = |nv: u64, ndst: u64, sn: bool| (ndst << 32) | (nv << 16) | (u64::from(sn) << 1);
+    // Suppressed: nothing is sent, whatever NV and NDST say.
+    w.p.phys.insert(pi + 32, control(0x20, 7, true));
+    assert!(!b.vm_entry(&mut w.p));
+    // KVM's vector, to this CPU (CPU 0, xAPIC ID 0).
+    w.p.phys.insert(pi + 32, control(0xf2, 0, false));
+    assert!(!b.vm_entry(&mut w.p));
+    // The host's timer vector, or another CPU: refused.
+    w.p.phys.insert(pi + 32, control(0xec, 0, false));
+    assert!(b.vm_entry(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::PiDescriptor));
+    w.p.phys.insert(pi + 32, control(0xf2, 3 << 8, false));
+    assert!(b.vm_entry(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::PiDescriptor));
+    // A descriptor that is not the vCPU's.
+    w.p.phys.insert(pi + 32, control(0xf2, 0, false));
+    w.p.vmcs.insert(0x2016, 2000 << 12);
+    assert!(b.vm_entry(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::BadAddress));
+    w.p.vmcs.insert(0x2016, pi);
+    assert!(!b.vm_entry(&mut w.p));
+    // IPI virtualisation: every valid PID-table entry names a descriptor of this VM's vCPUs,
+    // with a KVM vector.
+    let table = w.p.kernel_page().0 << 12;
+    w.p.vmcs.insert(0x4002, 1 << 17);
+    w.p.vmcs.insert(0x2034, 1 << 4);
+    w.p.vmcs.insert(0x2042, table);
+    w.p.vmcs.insert(0x0008, 1);
+    w.p.phys.insert(table, pi | 1);
+    assert!(!b.vm_entry(&mut w.p));
+    w.p.phys.insert(table + 8, (2000 << 12) | 1);
+    assert!(b.vm_entry(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::PiDescriptor));
+    w.p.phys.insert(table + 8, 0);
+    w.p.phys.insert(pi + 32, control(0x31, 0, false));
+    assert!(b.vm_entry(&mut w.p));
+}
+
+/// Clears the intercept bit of `msr` (read or write) in the MSR bitmap at `bitmap`.
+fn pass_through(p: &mut Mock, bitmap: u64, msr: u32, write: bool) {
+    let high = msr >= 0xc000_0000;
+    let bit = u64::from(msr & 0x1fff) + if high { 8192 } else { 0 } + if write { 16384 } else { 0 };
+    let word = bitmap + bit / 64 * 8;
+    let v = p.phys.get(&word).copied().unwrap_or(0);
+    p.phys.insert(word, v & !(1 << (bit % 64)));
+}
+
+/// Class 5: the MSR bitmap passes through only MSRs that KVM switches itself or that cannot
+/// reach the host.
+#[test]
+fn the_msr_bitmap_passes_through_only_switched_msrs() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let (a, _) = two_vms(&mut b, &mut w);
+    let info = new_vcpu(&mut b, &mut w, &a, 0x100).unwrap();
+    let vmxon = w.p.kernel_page();
+    w.p.mm = a.mm;
+    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
+    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    let bitmap = info.msr_bitmap_pa;
+    for i in 0..512 {
+        w.p.phys.insert(bitmap + i * 8, u64::MAX);
+    }
+    w.p.vmcs.insert(0x4002, (1 << 28) | (1 << 31));
+    w.p.vmcs.insert(0x2004, bitmap);
+    assert!(!b.vm_entry(&mut w.p));
+    // What KVM passes through by default.
+    for msr in [
+        0xc000_0100,
+        0xc000_0101,
+        0xc000_0102,
+        0x174,
+        0x175,
+        0x176,
+        0x48,
+        0x49,
+    ] {
+        pass_through(&mut w.p, bitmap, msr, true);
+        pass_through(&mut w.p, bitmap, msr, false);
+    }
+    pass_through(&mut w.p, bitmap, 0x10, false);
+    assert!(!b.vm_entry(&mut w.p));
+    // The guest's syscall entry would stay in the host after the exit.
+    pass_through(&mut w.p, bitmap, 0xc000_0082, true);
+    assert!(b.vm_entry(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::MsrBitmapPassThrough));
+    assert_eq!(w.p.killed.last(), Some(&a.kvm));
+    w.p.phys
+        .insert(bitmap + (16384 + 8192 + 0x82) / 64 * 8, u64::MAX);
+    assert!(!b.vm_entry(&mut w.p));
+    // Writing the TSC; reading the host's LSTAR (a host address).
+    pass_through(&mut w.p, bitmap, 0x10, true);
+    assert!(b.vm_entry(&mut w.p));
+    w.p.phys.insert(bitmap + 16384 / 64 * 8, u64::MAX);
+    pass_through(&mut w.p, bitmap, 0xc000_0082, false);
+    assert!(b.vm_entry(&mut w.p));
+    w.p.phys.insert(bitmap + (8192 + 0x82) / 64 * 8, u64::MAX);
+    assert!(!b.vm_entry(&mut w.p));
+    // x2APIC: TPR with x2APIC virtualisation, never the ICR (an IPI to a host CPU).
+    pass_through(&mut w.p, bitmap, 0x808, true);
+    assert!(b.vm_entry(&mut w.p));
+    w.p.vmcs.insert(0x401e, 1 << 4);
+    assert!(!b.vm_entry(&mut w.p));
+    pass_through(&mut w.p, bitmap, 0x830, true);
+    assert!(b.vm_entry(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::MsrBitmapPassThrough));
+    // Another vCPU's bitmap, or none of HyperPS's.
+    w.p.vmcs.insert(0x2004, 2000 << 12);
+    assert!(b.vm_entry(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::BadAddress));
 }

@@ -804,16 +804,18 @@ fn address_fields_pin_their_pages() {
         v.unregister_aux_page(Pfn(MSR_BITMAP)),
         Err(Denial::PageInUse)
     );
+    // The CPU never accesses the APIC-access page: checked, not pinned.
+    assert_eq!(v.frame_mappings(Pfn(GUEST_PAGE)), Some((0, 0)));
     assert_eq!(
-        v.check_reclaim(Pfn(GUEST_PAGE)).map(|_| ()),
-        Err(Denial::FrameMapped)
+        w(
+            &mut v,
+            &x,
+            VmcsField::APIC_ACCESS_ADDR,
+            (GUEST_PAGE + 2) << 12
+        ),
+        Err(Denial::BadAddress)
     );
-    assert_eq!(v.frame_mappings(Pfn(GUEST_PAGE)), Some((1, 1)));
     v.donate_to_vm(x.vm, Pfn(GUEST_PAGE + 1), 1).unwrap();
-    assert_eq!(
-        v.ksm_merge(Pfn(GUEST_PAGE), Pfn(GUEST_PAGE + 1)),
-        Err(Denial::FrameMapped)
-    );
     // vmcs02 names an L1 page as virtual-APIC page: pinned until replaced.
     v.vmptrld(CPU, Hpa(VMCS02 << 12)).unwrap();
     assert_eq!(
@@ -827,6 +829,11 @@ fn address_fields_pin_their_pages() {
     );
     assert_eq!(
         v.check_reclaim(Pfn(GUEST_PAGE + 1)).map(|_| ()),
+        Err(Denial::FrameMapped)
+    );
+    assert_eq!(v.frame_mappings(Pfn(GUEST_PAGE + 1)), Some((1, 1)));
+    assert_eq!(
+        v.ksm_merge(Pfn(GUEST_PAGE + 1), Pfn(GUEST_PAGE)),
         Err(Denial::FrameMapped)
     );
     assert_eq!(

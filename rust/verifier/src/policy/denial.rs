@@ -229,6 +229,15 @@ pub enum Denial {
     MsrListEntry,
     /// A VM-exit MSR-load entry would load a value other than the live host value.
     MsrListHostValue,
+    /// The VMCS is about to be entered while an address field that the CPU uses at VM entry
+    /// still names a page freed since it was written.
+    StaleAddress,
+    /// A posted-interrupt descriptor would have an interrupt sent with a vector other than
+    /// KVM's, or to another CPU than the one about to run the vCPU.
+    PiDescriptor,
+    /// The MSR bitmap lets the guest read or write an MSR directly that neither the VMCS nor
+    /// KVM switches between guest and host.
+    MsrBitmapPassThrough,
 
     // --- VMX instructions and control registers ---------------------------------------------
     /// `VMXON` with a region that is not the registered region of this CPU, or already on.

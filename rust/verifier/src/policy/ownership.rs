@@ -10,7 +10,7 @@
 //! | `HostPgd` | a host page-table root (`CR3`, `HOST_CR3`) | never |
 //! | `Zero` | the shared zero page or a frame of the huge zero page | read-only, any VM |
 //! | `Vm(X)` | owned by VM X alone | by X only, any permission |
-//! | `Vm(X)`, X destroyed | *orphaned*: awaits scrub | never; only reclaim |
+//! | `Vm(X)`, X destroyed | *orphaned*: awaits scrub | never; reclaim or adoption |
 //! | `Shared(S)` | KSM-merged, reference-counted | read-only, any VM |
 //! | `Protected(..)` | HyperPS: pool, EPT pages, VMCS, VMXON, bitmaps | never |
 //!
@@ -20,6 +20,7 @@
 //! | transition | from | to | condition |
 //! |---|---|---|---|
 //! | donate | `Host` | `Vm(X)` | X live |
+//! | adopt | `Vm(X)`, X destroyed | `Vm(Y)` | Y live, unmapped; the backend checks the VMM |
 //! | reclaim | `Vm(_)`, `Shared(_)` | `Host` | unmapped; scrubbed between check and commit |
 //! | KSM merge | `Vm(X)`, `Host` | `Shared(S)` | no writable mapping; `S` allocated |
 //! | KSM merge | `Shared(S)`, `Zero` | same | one more user |
@@ -190,6 +191,20 @@ impl<'a> Verifier<'a> {
     /// mapped the frame, because a later step of the call was refused: `Vm(vm)` => `Host`, as
     /// the frame was. Anything else is an anomaly and changes nothing.
     pub(super) fn undo_donation(&mut self, vm: VmId, pfn: Pfn) {
+        self.give_back_unmapped(vm, pfn, FrameState::Host);
+    }
+
+    /// Takes back an adoption ([`Verifier::adopt_orphan`]) made earlier in the same call:
+    /// `Vm(vm)` => `Vm(from)`, orphaned again. Anything else is an anomaly.
+    pub(super) fn undo_adoption(&mut self, vm: VmId, pfn: Pfn, from: VmId) {
+        if self.vm_is_live(from) {
+            self.audit.anomaly();
+            return;
+        }
+        self.give_back_unmapped(vm, pfn, FrameState::Vm(from));
+    }
+
+    fn give_back_unmapped(&mut self, vm: VmId, pfn: Pfn, to: FrameState) {
         let unmapped = !self.is_mapped(pfn).unwrap_or(true);
         if self.frame_state(pfn) != Some(FrameState::Vm(vm)) || !unmapped {
             self.audit.anomaly();
@@ -198,8 +213,45 @@ impl<'a> Verifier<'a> {
         if let Ok(r) = self.vm_record_mut(vm) {
             r.owned_frames = r.owned_frames.saturating_sub(1);
         }
-        self.set_state(pfn, FrameState::Host);
+        self.set_state(pfn, to);
         self.bump_epoch();
+    }
+
+    /// Gives an orphaned frame to the live VM `vm`. The backend decides when this is right:
+    /// the destroyed owner's VMM, which still maps the frame, hands it to its next VM (a VM
+    /// restart or a snapshot restore keeps the guest memory).
+    ///
+    /// ```text
+    /// VM X (destroyed) OWNED => VM Y OWNED, when unmapped and Y is live
+    /// ```
+    pub fn adopt_orphan(&mut self, vm: VmId, pfn: Pfn) -> Result<(), Denial> {
+        let verdict = self.adopt_verdict(vm, pfn);
+        self.record(
+            CheckClass::Ownership,
+            pfn.0,
+            0,
+            u64::from(vm.to_raw()),
+            verdict,
+        )?;
+        self.set_state(pfn, FrameState::Vm(vm));
+        if let Ok(r) = self.vm_record_mut(vm) {
+            r.owned_frames = r.owned_frames.saturating_add(1);
+        }
+        self.bump_epoch();
+        Ok(())
+    }
+
+    fn adopt_verdict(&self, vm: VmId, pfn: Pfn) -> Result<(), Denial> {
+        let owned = self.vm_record(vm)?.owned_frames;
+        owned.checked_add(1).ok_or(Denial::CounterOverflow)?;
+        match self.frame(pfn)?.state {
+            FrameState::Vm(o) if o != vm && !self.vm_is_live(o) => {}
+            _ => return Err(Denial::WrongState),
+        }
+        if self.is_mapped(pfn)? {
+            return Err(Denial::FrameMapped);
+        }
+        Ok(())
     }
 
     /// Checks that a frame may return to the host: the kernel is freeing it, or its VM was

@@ -304,6 +304,9 @@ pub struct VmcsRecord {
     /// Pages named by the last verified value of each address field (see
     /// [`super::vmcs_fields::address_slot`]); they are pinned while named.
     pub(crate) addr_refs: [Option<AddrRef>; ADDRESS_SLOTS],
+    /// Address slots (bit per slot) whose page was freed while named: the VMCS may not be
+    /// entered while the CPU would use one, until a verified write names a page again.
+    pub(crate) stale: u16,
 }
 
 /// Number of VMCS address fields whose targets are pinned.
@@ -336,6 +339,7 @@ impl VmcsRecord {
         link: None,
         link_refs: 0,
         addr_refs: [None; ADDRESS_SLOTS],
+        stale: 0,
     };
 }
 

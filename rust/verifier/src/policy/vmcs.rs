@@ -41,6 +41,10 @@ use super::Verifier;
 pub const PIN_EXT_INTR: u32 = 1 << 0;
 /// Pin-based: NMI exiting.
 pub const PIN_NMI_EXITING: u32 = 1 << 3;
+/// Pin-based: process posted interrupts (the CPU writes the posted-interrupt descriptor).
+pub const PIN_POSTED_INTR: u32 = 1 << 7;
+/// Primary: use TPR shadow (the CPU reads and writes the virtual-APIC page).
+pub const PRIMARY_TPR_SHADOW: u32 = 1 << 21;
 /// Primary: unconditional I/O exiting.
 pub const PRIMARY_UNCOND_IO_EXITING: u32 = 1 << 24;
 /// Primary: use I/O bitmaps.
@@ -68,8 +72,23 @@ pub const ENTRY_SMM: u32 = 1 << 10;
 /// VM-entry: deactivate dual-monitor treatment.
 pub const ENTRY_DEACT_DUAL_MONITOR: u32 = 1 << 11;
 
+/// KVM's posted-interrupt notification vector (`POSTED_INTR_VECTOR`).
+pub const POSTED_INTR_VECTOR: u8 = 0xf2;
+/// The vector that wakes a blocked vCPU (`POSTED_INTR_WAKEUP_VECTOR`).
+pub const POSTED_INTR_WAKEUP_VECTOR: u8 = 0xf1;
+/// The notification vector of a vmcs02 (`POSTED_INTR_NESTED_VECTOR`).
+pub const POSTED_INTR_NESTED_VECTOR: u8 = 0xf0;
+/// Primary: activate tertiary controls.
+pub const PRIMARY_ACTIVATE_TERTIARY: u32 = 1 << 17;
+
 /// Address-reference slot of `PID_POINTER_TABLE`.
 const PID_TABLE_SLOT: usize = 9;
+/// Address-reference slot of `POSTED_INTR_DESC_ADDR`.
+const PI_DESC_SLOT: usize = 6;
+/// Address-reference slot of `VIRTUAL_APIC_PAGE_ADDR`.
+const VIRTUAL_APIC_SLOT: usize = 7;
+/// Address-reference slot of `APIC_ACCESS_ADDR`.
+const APIC_ACCESS_SLOT: usize = 8;
 
 /// The VMCS link pointer value meaning "no shadow VMCS" (`INVALID_GPA`).
 pub const INVALID_LINK: u64 = u64::MAX;
@@ -266,6 +285,19 @@ impl<'a> Verifier<'a> {
         match policy {
             FieldPolicy::Free => Ok(RecordUpdate::None),
             FieldPolicy::ReadOnly | FieldPolicy::NeverWritten => Err(Denial::FieldNotWritable),
+            FieldPolicy::PiVector => {
+                // Any other vector would make the CPU swallow that host interrupt in the guest.
+                let want = if rec.kind == VmcsKind::Vmcs02 {
+                    POSTED_INTR_NESTED_VECTOR
+                } else {
+                    POSTED_INTR_VECTOR
+                };
+                if value == u64::from(want) {
+                    Ok(RecordUpdate::None)
+                } else {
+                    Err(Denial::PinnedMismatch)
+                }
+            }
             FieldPolicy::Pinned(want) => {
                 if value == want {
                     Ok(RecordUpdate::None)
@@ -462,6 +494,11 @@ impl<'a> Verifier<'a> {
             _ => None,
         };
         let target = target.ok_or(Denial::BadAddress)?;
+        // The CPU never reads or writes the APIC-access page itself (accesses to its guest
+        // address are virtualised or exit), so it must be the VM's but is not pinned.
+        if matches!(addr, AddressField::ApicAccess) {
+            return Ok(None);
+        }
         if !self.addr_ref_has_room(target) {
             return Err(Denial::CounterOverflow);
         }
@@ -614,16 +651,118 @@ impl<'a> Verifier<'a> {
                 if let Some(old) = rec.addr_refs.get(index).copied().flatten() {
                     self.adjust_addr_ref(old, false);
                 }
-                if let Some(entry) = self
-                    .vmcs
-                    .get_mut(usize::from(slot))
-                    .and_then(|r| r.addr_refs.get_mut(index))
-                {
-                    *entry = target;
+                if let Some(r) = self.vmcs.get_mut(usize::from(slot)) {
+                    if let Some(entry) = r.addr_refs.get_mut(index) {
+                        *entry = target;
+                    }
+                    r.stale &= !(1u16 << index);
                 }
             }
         }
         self.bump_epoch();
+    }
+
+    /// Number of VMCS address fields that name `pfn` (each holds one of its mappings).
+    pub fn frame_vmcs_pins(&self, pfn: Pfn) -> u32 {
+        let mut pins = 0u32;
+        for r in self.vmcs.iter().filter(|r| r.live) {
+            for a in r.addr_refs.iter() {
+                if *a == Some(AddrRef::Frame(pfn)) {
+                    pins = pins.saturating_add(1);
+                }
+            }
+        }
+        pins
+    }
+
+    /// The page allocator frees `pfn`, a VM frame that no EPT leaf maps but that VMCS address
+    /// fields still name: L1 pages in a vmcs02 after a nested VM exit, which KVM unmaps without
+    /// rewriting the fields.
+    ///
+    /// ```text
+    /// VMCS field: NAMES pfn => STALE (the VMCS is not entered while the CPU would use it)
+    /// ```
+    ///
+    /// Refused, changing nothing, if anything but those fields maps the frame, or if a VMCS
+    /// that names it is current on a CPU (it may be running: the CPU may write the page now).
+    pub fn unpin_freed_frame(&mut self, pfn: Pfn) -> Result<(), Denial> {
+        let pins = self.frame_vmcs_pins(pfn);
+        let verdict = self.unpin_verdict(pfn);
+        self.record(CheckClass::Ownership, pfn.0, 0, u64::from(pins), verdict)?;
+        if pins == 0 {
+            return Ok(());
+        }
+        for i in 0..self.vmcs.len() {
+            let Some(r) = self.vmcs.get_mut(i) else {
+                break;
+            };
+            if !r.live {
+                continue;
+            }
+            let mut dropped = 0u32;
+            for (index, a) in r.addr_refs.iter_mut().enumerate() {
+                if *a == Some(AddrRef::Frame(pfn)) {
+                    *a = None;
+                    r.stale |= 1u16 << index;
+                    dropped = dropped.saturating_add(1);
+                }
+            }
+            for _ in 0..dropped {
+                self.adjust_addr_ref(AddrRef::Frame(pfn), false);
+            }
+        }
+        self.bump_epoch();
+        Ok(())
+    }
+
+    /// Checks [`Verifier::unpin_freed_frame`] without changing anything.
+    pub fn unpin_verdict(&self, pfn: Pfn) -> Result<(), Denial> {
+        let pins = self.frame_vmcs_pins(pfn);
+        let f = self.frame(pfn)?;
+        let region_maps = self.region_of(pfn).map_or(0, |r| r.maps);
+        if !matches!(f.state, FrameState::Vm(_)) {
+            return Err(Denial::WrongState);
+        }
+        if f.maps != pins || f.wmaps != pins || region_maps != 0 {
+            return Err(Denial::FrameMapped);
+        }
+        let current = |slot: usize| {
+            self.cpus
+                .iter()
+                .any(|c| c.current.is_some_and(|s| usize::from(s) == slot))
+        };
+        for (slot, r) in self.vmcs.iter().enumerate() {
+            if r.live && r.addr_refs.contains(&Some(AddrRef::Frame(pfn))) && current(slot) {
+                return Err(Denial::FrameMapped);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the current VMCS of `cpu` may be entered with the pin-based and primary
+    /// controls `pin` and `primary` (read from the VMCS): no address field that the CPU uses
+    /// with these controls names a freed page.
+    pub fn entry_verdict(&self, cpu: CpuId, pin: u32, primary: u32) -> Result<(), Denial> {
+        let slot = self.cpu_record(cpu)?.current.ok_or(Denial::NoCurrentVmcs)?;
+        let rec = self
+            .vmcs
+            .get(usize::from(slot))
+            .ok_or(Denial::NoCurrentVmcs)?;
+        if rec.stale == 0 {
+            return Ok(());
+        }
+        let mut unused = 0u16;
+        if pin & PIN_POSTED_INTR == 0 {
+            unused |= 1 << PI_DESC_SLOT;
+        }
+        if primary & PRIMARY_TPR_SHADOW == 0 {
+            unused |= 1 << VIRTUAL_APIC_SLOT;
+        }
+        unused |= 1 << APIC_ACCESS_SLOT;
+        if rec.stale & !unused != 0 {
+            return Err(Denial::StaleAddress);
+        }
+        Ok(())
     }
 
     /// Records that a VMPTRLD on `cpu` was refused and not executed. The CPU still has its

@@ -531,6 +531,8 @@ pub enum FieldPolicy {
     MsrCount,
     /// `LAST_PID_POINTER_INDEX`.
     PidIndex,
+    /// `POSTED_INTR_NV`: KVM's posted-interrupt vector (the nested one in a vmcs02).
+    PiVector,
 }
 
 /// Kernel code segment selector (`__KERNEL_CS`, GDT entry 2).
@@ -548,7 +550,7 @@ pub fn field_policy(field: VmcsField) -> Option<FieldPolicy> {
     use self::HostField as H;
     let policy = match field {
         VmcsField::VIRTUAL_PROCESSOR_ID => P::Vpid,
-        VmcsField::POSTED_INTR_NV => P::Free,
+        VmcsField::POSTED_INTR_NV => P::PiVector,
         VmcsField::LAST_PID_POINTER_INDEX => P::PidIndex,
         VmcsField::GUEST_ES_SELECTOR
         | VmcsField::GUEST_CS_SELECTOR

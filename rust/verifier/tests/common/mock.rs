@@ -30,6 +30,10 @@ pub struct Mock {
     pub phys: HashMap<u64, u64>,
     pub msrs: HashMap<u32, u64>,
     pub cr3: u64,
+    /// Fields of the current VMCS as VMREAD returns them (absent = zero).
+    pub vmcs: HashMap<u32, u64>,
+    /// Frames of the huge zero page.
+    pub huge_zero: HashSet<u64>,
     pub scrubbed: Vec<Pfn>,
     pub reports: Vec<Report>,
     pub killed: Vec<Handle>,
@@ -55,6 +59,8 @@ impl Mock {
             phys: HashMap::new(),
             msrs: HashMap::from([(0xc000_0080, 0xd01)]),
             cr3: 0x2000,
+            vmcs: HashMap::new(),
+            huge_zero: HashSet::new(),
             scrubbed: Vec::new(),
             reports: Vec::new(),
             killed: Vec::new(),
@@ -102,6 +108,15 @@ impl Mock {
         self.reports.iter().filter(|r| r.enforced).count()
     }
 
+    /// Sets the MSR lists of the current VMCS: (address, count) for the VM-entry load list
+    /// and the VM-exit load list.
+    pub fn set_msr_lists(&mut self, entry: (u64, u32), exit: (u64, u32)) {
+        self.vmcs.insert(0x200a, entry.0);
+        self.vmcs.insert(0x4014, u64::from(entry.1));
+        self.vmcs.insert(0x2008, exit.0);
+        self.vmcs.insert(0x4010, u64::from(exit.1));
+    }
+
     pub fn last(&self) -> Option<Denial> {
         self.reports.last().map(|r| r.denial)
     }
@@ -134,6 +149,8 @@ impl Platform for Mock {
     fn frame_kind(&self, pfn: Pfn) -> FrameKind {
         if self.kernel.contains(&pfn.0) {
             FrameKind::Kernel
+        } else if self.huge_zero.contains(&pfn.0) {
+            FrameKind::HugeZero
         } else if pfn.0 >= USER_FIRST {
             FrameKind::User
         } else {
@@ -164,7 +181,12 @@ impl Platform for Mock {
             HostValue::Cr3 => self.cr3,
             HostValue::Cr4 => 0x3726f0,
             HostValue::Field(_) => 0x1000,
+            HostValue::PiDestination => u64::from(self.cpu) << 8,
         }
+    }
+
+    fn vmread(&self, field: u32) -> Option<u64> {
+        Some(self.vmcs.get(&field).copied().unwrap_or(0))
     }
 
     fn is_module_text(&self, addr: u64) -> bool {
@@ -187,6 +209,8 @@ pub struct BackendStorage {
     pub vcpus: Vec<VcpuSlot>,
     pub memslots: Vec<MemslotRecord>,
     pub deferred: Vec<Option<DeferredFree>>,
+    pub zombies: Vec<Option<VmId>>,
+    pub ghosts: Vec<Option<Ghost>>,
 }
 
 impl BackendStorage {
@@ -197,6 +221,8 @@ impl BackendStorage {
             vcpus: vec![VcpuSlot::FREE; st.vcpus.len()],
             memslots: vec![MemslotRecord::FREE; 16],
             deferred: vec![None; 64],
+            zombies: vec![None; MAX_ZOMBIES],
+            ghosts: vec![None; MAX_GHOSTS],
         }
     }
 }
@@ -222,6 +248,8 @@ impl Env {
             vcpus: &mut bt.vcpus,
             memslots: &mut bt.memslots,
             deferred: &mut bt.deferred,
+            zombies: &mut bt.zombies,
+            ghosts: &mut bt.ghosts,
         };
         Backend::new(st.verifier(), tables).expect("backend tables fit the verifier's")
     }

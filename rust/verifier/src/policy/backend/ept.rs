@@ -15,6 +15,7 @@ use super::super::denial::{CheckClass, Denial};
 use super::super::ept::{classify_spte, EptClass};
 use super::super::records::{FrameState, Protected};
 use super::super::types::{EptEntry, EptLevel, Pfn, VmId, EPT_ENTRIES_PER_PAGE};
+use super::frames::{Granted, LeafGrant};
 use super::{Backend, FrameKind, Handle, Platform, Refusal};
 
 /// A paging-structure page allocated for a VM whose level is not known yet.
@@ -55,8 +56,8 @@ struct SptePrep {
     table_level: Option<EptLevel>,
     /// The child of a non-leaf entry is a pending page of the VM: register it.
     child: Option<(Pfn, EptLevel)>,
-    /// A leaf's block whose host frames become the VM's.
-    donate: Option<(Pfn, u64)>,
+    /// What a leaf gives the VM.
+    grant: LeafGrant,
 }
 
 impl<'a> Backend<'a> {
@@ -188,7 +189,7 @@ impl<'a> Backend<'a> {
             vm,
             table_level,
             child: None,
-            donate: None,
+            grant: LeafGrant::None,
         };
         match classify_spte(new, level, self.v.config())? {
             EptClass::Leaf {
@@ -196,7 +197,7 @@ impl<'a> Backend<'a> {
                 size,
                 writable,
                 ..
-            } => prep.donate = self.leaf_verdict(p, vm, pfn, size, writable, gfn)?,
+            } => prep.grant = self.leaf_verdict(p, vm, pfn, size, writable, gfn)?,
             EptClass::NonLeaf { child } => {
                 let want = level.child().ok_or(Denial::EptBadChild)?;
                 match self.v.frame_state(child) {
@@ -224,8 +225,8 @@ impl<'a> Backend<'a> {
             }))
     }
 
-    /// Applies a prep; returns the donations made, to undo them if the verifier refuses.
-    fn apply_prep(&mut self, p: &mut impl Platform, table: Pfn, prep: &SptePrep) -> [u64; 8] {
+    /// Applies a prep; returns what it granted, to undo it if the verifier refuses.
+    fn apply_prep(&mut self, p: &mut impl Platform, table: Pfn, prep: &SptePrep) -> Granted {
         if let Some(level) = prep.table_level {
             match self.v.register_ept_page(prep.vm, table, level) {
                 Ok(()) => self.set_pending(table, None),
@@ -238,16 +239,11 @@ impl<'a> Backend<'a> {
                 Err(d) => Self::anomaly(p, d, child.0),
             }
         }
-        match prep.donate {
-            Some((first, frames)) => self.donate_block(prep.vm, first, frames),
-            None => [0; 8],
-        }
+        self.grant(p, prep.vm, prep.grant)
     }
 
-    fn undo_prep(&mut self, table: Pfn, prep: &SptePrep, done: &[u64; 8]) {
-        if let Some((first, frames)) = prep.donate {
-            self.undonate_block(prep.vm, first, frames, done);
-        }
+    fn undo_prep(&mut self, table: Pfn, prep: &SptePrep, done: &Granted) {
+        self.ungrant(prep.vm, prep.grant, done);
         if let Some((child, _)) = prep.child {
             self.v.undo_ept_registration(child);
             self.set_pending(child, Some(prep.vm));

@@ -34,6 +34,46 @@ pub struct Census {
 /// The largest block the page allocator frees at once (order 18: 1 GiB).
 const MAX_FREE_ORDER: u32 = 18;
 
+/// Frames of the huge zero page (2 MiB).
+const HUGE_ZERO_FRAMES: u64 = 512;
+
+/// What a new EPT leaf gives its VM, as [`Backend::leaf_verdict`] decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LeafGrant {
+    /// Nothing: the frames are the VM's, shares, zero-page frames or device memory.
+    None,
+    /// The block's host frames become the VM's, as do frames of it that the destroyed VM
+    /// `orphans_of`, of the same VMM, left behind.
+    Take {
+        first: Pfn,
+        frames: u64,
+        orphans_of: Option<VmId>,
+    },
+    /// The huge zero page at `first` becomes zero-page frames.
+    HugeZero(Pfn),
+}
+
+/// What [`Backend::grant`] changed (frames up to 512 of a block; a 1 GiB block is only undone
+/// for its first 512 frames, and only a counter limit ever makes an undo necessary).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Granted {
+    donated: [u64; 8],
+    adopted: [u64; 8],
+    zero: bool,
+}
+
+fn bit_of(map: &mut [u64; 8], i: u64) -> Option<(&mut u64, u64)> {
+    let w = usize::try_from(i >> 6).ok()?;
+    map.get_mut(w).map(|w| (w, 1u64 << (i & 63)))
+}
+
+fn test_bit(map: &[u64; 8], i: u64) -> bool {
+    usize::try_from(i >> 6)
+        .ok()
+        .and_then(|w| map.get(w))
+        .is_some_and(|w| w & (1 << (i & 63)) != 0)
+}
+
 impl<'a> Backend<'a> {
     /// Checks that the `size` block of frames from `pfn` on is VM `vm`'s memory at guest frame
     /// `gfn`: the current task is the VM's VMM, a memslot of the VM holds `gfn`, and the VMM
@@ -68,8 +108,15 @@ impl<'a> Backend<'a> {
         if writable && !m.writable {
             return Err(Denial::ReadOnlyMapping);
         }
-        // A huge mapping maps one huge page: its first frame tells the kind of all.
-        if p.frame_kind(pfn) != FrameKind::User {
+        // A huge mapping maps one huge page: its first frame tells the kind of all. The huge
+        // zero page may only be mapped read-only (see `huge_zero_verdict`).
+        let kind = p.frame_kind(pfn);
+        let allowed = match kind {
+            FrameKind::User => true,
+            FrameKind::HugeZero => !writable,
+            _ => false,
+        };
+        if !allowed {
             return Err(Denial::KernelFrame);
         }
         Ok(())
@@ -77,7 +124,8 @@ impl<'a> Backend<'a> {
 
     /// The frames a new leaf of `vm` maps must be the VM's already, the zero page read-only,
     /// or the VM's memory at `gfn` (checked by [`Backend::check_vm_memory`]): host frames then
-    /// become the VM's, KSM shares are mapped read-only. Returns the block to donate, if any.
+    /// become the VM's, KSM shares are mapped read-only, and frames that a destroyed VM of the
+    /// same VMM left behind are taken over. Returns what the write grants.
     pub(super) fn leaf_verdict(
         &self,
         p: &impl Platform,
@@ -86,16 +134,17 @@ impl<'a> Backend<'a> {
         size: PageSize,
         writable: bool,
         gfn: Option<u64>,
-    ) -> Result<Option<(Pfn, u64)>, Denial> {
+    ) -> Result<LeafGrant, Denial> {
         let frames = size.frames();
         if pfn.0 >= self.v.frame_count() {
             // Device memory beyond RAM: the verifier's MMIO ranges decide.
-            return Ok(None);
+            return Ok(LeafGrant::None);
         }
         self.v
             .check_range(pfn, frames)
             .map_err(|_| Denial::FrameOutOfRange)?;
-        let (mut host, mut shared, mut zero) = (0u64, 0u64, 0u64);
+        let (mut host, mut shared, mut zero, mut orphans) = (0u64, 0u64, 0u64, 0u64);
+        let mut orphans_of = None;
         for i in 0..frames {
             let f = pfn.checked_add(i).ok_or(Denial::FrameOutOfRange)?;
             match self.v.frame_state(f) {
@@ -105,6 +154,14 @@ impl<'a> Backend<'a> {
                 Some(FrameState::Zero) => zero = zero.saturating_add(1),
                 Some(FrameState::Vm(o)) if self.v.vm_is_live(o) => {
                     return Err(Denial::EptForeignFrame)
+                }
+                Some(FrameState::Vm(o))
+                    if self.same_vmm_ghost(o, vm)
+                        && orphans_of.unwrap_or(o) == o
+                        && self.v.frame_mappings(f) == Some((0, 0)) =>
+                {
+                    orphans = orphans.saturating_add(1);
+                    orphans_of = Some(o);
                 }
                 Some(FrameState::Vm(_)) => return Err(Denial::EptOrphanedFrame),
                 Some(FrameState::HostPgd) => return Err(Denial::EptHostFrame),
@@ -118,82 +175,171 @@ impl<'a> Backend<'a> {
         if frames > 1 && zero != frames && (shared != 0 || zero != 0) {
             return Err(Denial::EptMixedHugePage);
         }
-        if host == 0 && shared == 0 {
-            return Ok(None);
+        if host == 0 && shared == 0 && orphans == 0 {
+            return Ok(LeafGrant::None);
         }
         let gfn = gfn.ok_or(Denial::NoMemslot)?;
+        if host != 0 && p.frame_kind(pfn) == FrameKind::HugeZero {
+            return self.huge_zero_verdict(p, vm, gfn, pfn, size, writable);
+        }
         self.check_vm_memory(p, vm, gfn, pfn, size, writable)?;
-        Ok((host != 0).then_some((pfn, frames)))
+        Ok(LeafGrant::Take {
+            first: pfn,
+            frames,
+            orphans_of,
+        })
     }
 
-    /// Donates the host frames of a block whose [`Backend::leaf_verdict`] passed. Returns how
-    /// many frames were donated, and a bitmap of them for blocks up to 2 MiB.
-    pub(super) fn donate_block(&mut self, vm: VmId, first: Pfn, frames: u64) -> [u64; 8] {
-        let mut done = [0u64; 8];
-        for i in 0..frames {
-            let Some(f) = first.checked_add(i) else {
-                break;
-            };
-            if self.v.frame_state(f) != Some(FrameState::Host) {
-                continue;
+    /// A leaf maps host frames of the huge zero page: it must be read-only and the VM's memory
+    /// at `gfn`, and the whole 2 MiB page must be unowned and hold zeroes; it then becomes
+    /// zero-page frames, which any VM may map read-only.
+    fn huge_zero_verdict(
+        &self,
+        p: &impl Platform,
+        vm: VmId,
+        gfn: u64,
+        pfn: Pfn,
+        size: PageSize,
+        writable: bool,
+    ) -> Result<LeafGrant, Denial> {
+        if writable {
+            return Err(Denial::EptWritableShared);
+        }
+        let first = Pfn(pfn.0 & !(HUGE_ZERO_FRAMES - 1));
+        let zero = self.zero_page.ok_or(Denial::KernelFrame)?;
+        self.check_vm_memory(p, vm, gfn, pfn, size, false)?;
+        for i in 0..HUGE_ZERO_FRAMES {
+            let f = first.checked_add(i).ok_or(Denial::FrameOutOfRange)?;
+            if self.v.frame_state(f) != Some(FrameState::Host)
+                || p.frame_kind(f) != FrameKind::HugeZero
+            {
+                return Err(Denial::EptMixedHugePage);
             }
-            if self.v.donate_to_vm(vm, f, 1).is_ok() {
-                if let Some(w) = usize::try_from(i >> 6).ok().and_then(|w| done.get_mut(w)) {
-                    *w |= 1 << (i & 63);
+            if !p.frames_equal(f, zero) {
+                return Err(Denial::ContentMismatch);
+            }
+        }
+        Ok(LeafGrant::HugeZero(first))
+    }
+
+    /// Applies what [`Backend::leaf_verdict`] granted. Returns the frames whose owner changed,
+    /// to undo the grant if the write is refused after all.
+    pub(super) fn grant(&mut self, p: &mut impl Platform, vm: VmId, g: LeafGrant) -> Granted {
+        let mut done = Granted::default();
+        match g {
+            LeafGrant::None => {}
+            LeafGrant::HugeZero(first) => {
+                done.zero = self.v.register_zero_pages(first, HUGE_ZERO_FRAMES).is_ok();
+                if !done.zero {
+                    Self::anomaly(p, Denial::WrongState, first.0);
+                }
+            }
+            LeafGrant::Take { first, frames, .. } => {
+                for i in 0..frames {
+                    let Some(f) = first.checked_add(i) else {
+                        break;
+                    };
+                    let bit = match self.v.frame_state(f) {
+                        Some(FrameState::Host) if self.v.donate_to_vm(vm, f, 1).is_ok() => {
+                            bit_of(&mut done.donated, i)
+                        }
+                        Some(FrameState::Vm(o))
+                            if o != vm && self.v.adopt_orphan(vm, f).is_ok() =>
+                        {
+                            bit_of(&mut done.adopted, i)
+                        }
+                        _ => None,
+                    };
+                    if let Some((w, b)) = bit {
+                        *w |= b;
+                    }
                 }
             }
         }
         done
     }
 
-    /// Takes back the donations of [`Backend::donate_block`], for a write refused after them.
-    pub(super) fn undonate_block(&mut self, vm: VmId, first: Pfn, frames: u64, done: &[u64; 8]) {
-        for i in 0..frames.min(512) {
-            let bit = usize::try_from(i >> 6)
-                .ok()
-                .and_then(|w| done.get(w))
-                .is_some_and(|w| w & (1 << (i & 63)) != 0);
-            if let (true, Some(f)) = (bit, first.checked_add(i)) {
-                self.v.undo_donation(vm, f);
+    /// Takes back a grant, for a write refused after it: frames go back to their previous
+    /// owner.
+    pub(super) fn ungrant(&mut self, vm: VmId, g: LeafGrant, done: &Granted) {
+        match g {
+            LeafGrant::None => {}
+            LeafGrant::HugeZero(first) => {
+                if done.zero {
+                    let _ = self.v.release_zero_pages(first, HUGE_ZERO_FRAMES);
+                }
+            }
+            LeafGrant::Take {
+                first,
+                frames,
+                orphans_of,
+            } => {
+                for i in 0..frames.min(512) {
+                    let Some(f) = first.checked_add(i) else {
+                        break;
+                    };
+                    if test_bit(&done.donated, i) {
+                        self.v.undo_donation(vm, f);
+                    }
+                    if let (true, Some(o)) = (test_bit(&done.adopted, i), orphans_of) {
+                        self.v.undo_adoption(vm, f, o);
+                    }
+                }
             }
         }
     }
 
     /// `free_pages`: the page allocator frees the `1 << order` frames from `pfn` on. Frames of
-    /// VMs and KSM shares are scrubbed and returned to the host. Returns true if the block must
-    /// be kept allocated instead: a frame of it is still mapped by an EPT leaf or named by a
-    /// VMCS, or is a HyperPS page, the zero page or a page-table root. Always enforced.
+    /// VMs and KSM shares are scrubbed and returned to the host; VMCS address fields that still
+    /// name a VM frame (an L1 page in a vmcs02 after a nested VM exit) are marked stale, so the
+    /// VMCS is not entered with them. The huge zero page returns to the host when unmapped.
+    /// Returns true if the block must be kept allocated instead: a frame of it is still mapped
+    /// by an EPT leaf, or is a HyperPS page, the shared zero page or a page-table root.
+    /// Always enforced.
     pub fn free_pages(&mut self, p: &mut impl Platform, pfn: Pfn, order: u32) -> bool {
         if order > MAX_FREE_ORDER || pfn.0 >= self.v.frame_count() {
             return false;
         }
         let frames = 1u64 << order;
-        let verdict = self.free_verdict(pfn, frames);
-        if let Err((d, at)) = verdict {
-            let d = self.deny(CheckClass::Ownership, d, at.0, 0, u64::from(order));
-            self.refuse(
-                p,
-                Refusal {
-                    class: CheckClass::Ownership,
-                    denial: d,
-                    subject: at.0,
-                    old: 0,
-                    new: u64::from(order),
-                    kvm: Handle::NONE,
-                    value_write: false,
-                },
-            );
-            return true;
+        let zero_block = match self.free_verdict(pfn, frames) {
+            Ok(z) => z,
+            Err((d, at)) => {
+                let d = self.deny(CheckClass::Ownership, d, at.0, 0, u64::from(order));
+                self.refuse(
+                    p,
+                    Refusal {
+                        class: CheckClass::Ownership,
+                        denial: d,
+                        subject: at.0,
+                        old: 0,
+                        new: u64::from(order),
+                        kvm: Handle::NONE,
+                        value_write: false,
+                    },
+                );
+                return true;
+            }
+        };
+        if zero_block {
+            if let Err(d) = self.v.release_zero_pages(pfn, frames) {
+                Self::anomaly(p, d, pfn.0);
+            }
+            return false;
         }
         for i in 0..frames {
             let Some(f) = pfn.checked_add(i) else {
                 break;
             };
-            if !matches!(
-                self.v.frame_state(f),
-                Some(FrameState::Vm(_) | FrameState::Shared(_))
-            ) {
-                continue;
+            match self.v.frame_state(f) {
+                Some(FrameState::Vm(_)) => {
+                    if self.v.frame_mappings(f) != Some((0, 0)) {
+                        if let Err(d) = self.v.unpin_freed_frame(f) {
+                            Self::anomaly(p, d, f.0);
+                        }
+                    }
+                }
+                Some(FrameState::Shared(_)) => {}
+                _ => continue,
             }
             match self.v.check_reclaim(f) {
                 Ok(plan) => {
@@ -206,14 +352,38 @@ impl<'a> Backend<'a> {
         false
     }
 
-    fn free_verdict(&self, pfn: Pfn, frames: u64) -> Result<(), (Denial, Pfn)> {
+    /// Ok(true) if the block is the huge zero page, unmapped; Ok(false) if it may be freed.
+    fn free_verdict(&self, pfn: Pfn, frames: u64) -> Result<bool, (Denial, Pfn)> {
+        if self.v.frame_state(pfn) == Some(FrameState::Zero) {
+            let each = |want: Option<(u64, u64)>, zero: bool| {
+                (0..frames).all(|i| {
+                    pfn.checked_add(i).is_some_and(|f| {
+                        (!zero || self.v.frame_state(f) == Some(FrameState::Zero))
+                            && (want.is_none() || self.v.frame_mappings(f) == want)
+                    })
+                })
+            };
+            // Only the huge zero page, as one block, ever goes back.
+            if frames != HUGE_ZERO_FRAMES || Some(pfn) == self.zero_page || !each(None, true) {
+                return Err((Denial::ProtectedFree, pfn));
+            }
+            if !each(Some((0, 0)), false) {
+                return Err((Denial::FrameMapped, pfn));
+            }
+            return Ok(true);
+        }
         for i in 0..frames {
             let Some(f) = pfn.checked_add(i) else {
                 break;
             };
             match self.v.frame_state(f) {
                 None | Some(FrameState::Host) => {}
-                Some(FrameState::Vm(_) | FrameState::Shared(_)) => {
+                Some(FrameState::Vm(_)) => match self.v.frame_mappings(f) {
+                    Some((0, 0)) => {}
+                    // Only VMCS fields may still name it: they are made stale.
+                    _ => self.v.unpin_verdict(f).map_err(|d| (d, f))?,
+                },
+                Some(FrameState::Shared(_)) => {
                     if self.v.frame_mappings(f).is_some_and(|(all, _)| all != 0) {
                         return Err((Denial::FrameMapped, f));
                     }
@@ -221,7 +391,7 @@ impl<'a> Backend<'a> {
                 Some(_) => return Err((Denial::ProtectedFree, f)),
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// `ksm_merge`: KSM is about to replace the mapping of `pfn` at `addr` by the KSM page

@@ -36,7 +36,7 @@ mod vmx;
 pub use self::ept::{DeferredFree, PendingPt, PtFree, SpteOutcome};
 pub use self::frames::Census;
 pub use self::memslots::{Memslot, MemslotRecord};
-pub use self::vmx::{MsrLists, NestedInfo, VcpuInfo, VcpuSlot, VmSlot};
+pub use self::vmx::{NestedInfo, VcpuInfo, VcpuSlot, VmSlot};
 
 use super::denial::{CheckClass, Denial};
 use super::ownership::Scrubber;
@@ -44,8 +44,24 @@ use super::types::{CpuId, PageSize, Pfn, VcpuId, VmId};
 use super::vmcs_fields::HostField;
 use super::Verifier;
 
-/// Destroyed VMs whose last paging-structure pages KVM frees after `vm_destroy` (RCU).
+/// Destroyed VMs whose last paging-structure pages KVM frees after `vm_destroy` (RCU): the
+/// suggested length of [`BackendTables::zombies`].
 pub const MAX_ZOMBIES: usize = 64;
+
+/// Destroyed VMs whose VMM is remembered, so that the VMM's next VM may take over the frames
+/// it still maps (a VM restart or snapshot restore that keeps guest memory): the suggested
+/// length of [`BackendTables::ghosts`].
+pub const MAX_GHOSTS: usize = 16;
+
+/// A destroyed VM and the address space of its VMM, whose reference the backend holds while
+/// the ghost is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ghost {
+    /// The destroyed VM.
+    pub vm: VmId,
+    /// Its VMM's address space.
+    pub mm: Handle,
+}
 
 /// An opaque handle of a kernel object (`struct kvm`, `struct kvm_vcpu`, `struct mm_struct`):
 /// its address, compared but never dereferenced. [`Handle::NONE`] names no object.
@@ -82,6 +98,8 @@ pub enum FrameKind {
     Kernel,
     /// A free page, or one the kernel never hands out (reserved, the kernel image).
     Unusable,
+    /// A frame of the huge zero page, which the kernel maps read-only into processes.
+    HugeZero,
 }
 
 /// A host value that a host-state VMCS field must equal, read from the CPU.
@@ -95,6 +113,9 @@ pub enum HostValue {
     Cr4,
     /// One of the other host-state fields.
     Field(HostField),
+    /// This CPU's APIC ID as a posted-interrupt descriptor's NDST holds it (x2APIC: the ID;
+    /// xAPIC: the ID in bits 15:8), read from the local APIC.
+    PiDestination,
 }
 
 /// A refusal, or an anomaly worth a log line, as the platform reports it.
@@ -135,10 +156,25 @@ pub trait Platform: Scrubber {
     fn pgd_is_new(&self, root: Pfn, pages: u32) -> bool;
     /// Reads 8 bytes of kernel memory at physical address `pa` (8-byte aligned).
     fn read_phys(&self, pa: u64) -> Option<u64>;
+    /// Reads `out.len()` words of kernel memory from physical address `pa` (8-byte aligned,
+    /// within one page). False if any cannot be read.
+    fn read_phys_words(&self, pa: u64, out: &mut [u64]) -> bool {
+        let mut at = pa;
+        for w in out.iter_mut() {
+            match self.read_phys(at) {
+                Some(v) => *w = v,
+                None => return false,
+            }
+            at = at.saturating_add(8);
+        }
+        true
+    }
     /// The value of a host MSR on this CPU, read with `rdmsr`.
     fn host_msr(&self, msr: u32) -> Option<u64>;
     /// A host value read from this CPU.
     fn host_value(&self, value: HostValue) -> u64;
+    /// Reads `field` of this CPU's current VMCS with VMREAD; `None` if the CPU refuses.
+    fn vmread(&self, field: u32) -> Option<u64>;
     /// True if `addr` lies in module text (where `vmx_vmexit` of kvm_intel is).
     fn is_module_text(&self, addr: u64) -> bool;
     /// Counts, logs (rate-limited) and traces a refusal.
@@ -153,6 +189,8 @@ pub trait Platform: Scrubber {
 /// * `vms`, `vcpus`: one slot per slot of the verifier's VM and vCPU tables (indexed alike).
 /// * `memslots`: one record per memslot HyperPS can track at once, shared by all VMs.
 /// * `deferred`: paging-structure pages waiting for a global INVEPT.
+/// * `zombies`, `ghosts`: destroyed VMs (see [`MAX_ZOMBIES`], [`MAX_GHOSTS`]); at least one
+///   entry each.
 pub struct BackendTables<'a> {
     /// Per frame: the VM a paging-structure page was allocated for, until its level is known.
     pub pending: &'a mut [PendingPt],
@@ -164,6 +202,10 @@ pub struct BackendTables<'a> {
     pub memslots: &'a mut [MemslotRecord],
     /// Deferred frees of paging-structure pages.
     pub deferred: &'a mut [Option<DeferredFree>],
+    /// Destroyed VMs whose EPT pages are not all freed yet.
+    pub zombies: &'a mut [Option<VmId>],
+    /// Destroyed VMs and their VMMs.
+    pub ghosts: &'a mut [Option<Ghost>],
 }
 
 /// The backend: the verifier plus the glue's own records.
@@ -175,7 +217,12 @@ pub struct Backend<'a> {
     vcpus: &'a mut [VcpuSlot],
     memslots: &'a mut [MemslotRecord],
     deferred: &'a mut [Option<DeferredFree>],
-    zombies: [Option<VmId>; MAX_ZOMBIES],
+    zombies: &'a mut [Option<VmId>],
+    ghosts: &'a mut [Option<Ghost>],
+    /// Next ghost slot to fill (the oldest ghost is forgotten first).
+    ghost_next: usize,
+    /// The shared zero page, the reference for the huge zero page's contents.
+    zero_page: Option<Pfn>,
     /// Paging-structure pages that could not be deferred and stay allocated for good.
     leaked: u64,
     /// True while the module registers with the kernel, the only time existing page-table
@@ -194,6 +241,8 @@ impl<'a> Backend<'a> {
         if t.vms.len() < v.vms.len()
             || t.vcpus.len() < v.vcpus.len()
             || (t.pending.len() as u64) < v.frame_count()
+            || t.zombies.is_empty()
+            || t.ghosts.is_empty()
         {
             return Err(Denial::BadConfig);
         }
@@ -209,6 +258,12 @@ impl<'a> Backend<'a> {
         for d in t.deferred.iter_mut() {
             *d = None;
         }
+        for z in t.zombies.iter_mut() {
+            *z = None;
+        }
+        for g in t.ghosts.iter_mut() {
+            *g = None;
+        }
         let mut b = Backend {
             v,
             pending: t.pending,
@@ -216,7 +271,10 @@ impl<'a> Backend<'a> {
             vcpus: t.vcpus,
             memslots: t.memslots,
             deferred: t.deferred,
-            zombies: [None; MAX_ZOMBIES],
+            zombies: t.zombies,
+            ghosts: t.ghosts,
+            ghost_next: 0,
+            zero_page: None,
             leaked: 0,
             registering: false,
             host_rip: None,
@@ -224,6 +282,13 @@ impl<'a> Backend<'a> {
         };
         b.init_memslots();
         Ok(b)
+    }
+
+    /// Declares the shared zero page, which any VM may map read-only.
+    pub fn set_zero_page(&mut self, pfn: Pfn) -> Result<(), Denial> {
+        self.v.register_zero_pages(pfn, 1)?;
+        self.zero_page = Some(pfn);
+        Ok(())
     }
 
     /// The verifier, for counters and states.
@@ -348,6 +413,19 @@ impl<'a> Backend<'a> {
     fn in_vmm_of(&self, p: &impl Platform, vm: VmId) -> bool {
         let mm = p.current_mm();
         !mm.is_none() && self.vm_slot(vm).is_some_and(|s| s.mm == mm)
+    }
+
+    /// True if `dead`, a destroyed VM, had the same VMM as the live VM `vm`.
+    fn same_vmm_ghost(&self, dead: VmId, vm: VmId) -> bool {
+        let Some(mm) = self.vm_slot(vm).map(|s| s.mm) else {
+            return false;
+        };
+        !self.v.vm_is_live(dead)
+            && self
+                .ghosts
+                .iter()
+                .flatten()
+                .any(|g| g.vm == dead && g.mm == mm)
     }
 
     /// True if the current task may take `vm` apart: its VMM, or a task without an address

@@ -17,9 +17,12 @@
 use super::super::denial::{CheckClass, Denial};
 use super::super::records::{AuxKind, AuxOwner, FrameState, Protected, VmcsKind};
 use super::super::types::{CpuId, Hpa, PageSize, Pfn, VcpuId, VmId, VmcsField, Vpid, PAGE_SIZE};
-use super::super::vmcs::HostState;
+use super::super::vmcs::{
+    HostState, PIN_POSTED_INTR, POSTED_INTR_VECTOR, POSTED_INTR_WAKEUP_VECTOR,
+    PRIMARY_ACTIVATE_SECONDARY, PRIMARY_ACTIVATE_TERTIARY, TERTIARY_IPI_VIRT,
+};
 use super::super::vmcs_fields::{field_policy, FieldPolicy, HostField};
-use super::{Backend, FrameKind, Handle, HostValue, Platform, Refusal};
+use super::{Backend, FrameKind, Ghost, Handle, HostValue, Platform, Refusal};
 
 /// A VM the backend knows, in the slot of its verifier id.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -161,21 +164,21 @@ pub struct NestedInfo {
     pub shadow_vmcs_pa: u64,
 }
 
-/// The MSR lists of the current VMCS, read back with VMREAD right before VM entry.
+/// The MSR lists of the current VMCS, read with VMREAD right before VM entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MsrLists {
+struct MsrLists {
     /// `VM_ENTRY_MSR_LOAD_ADDR`.
-    pub entry_load_addr: u64,
+    entry_load_addr: u64,
     /// `VM_EXIT_MSR_LOAD_ADDR`.
-    pub exit_load_addr: u64,
+    exit_load_addr: u64,
     /// `VM_EXIT_MSR_STORE_ADDR`.
-    pub exit_store_addr: u64,
+    exit_store_addr: u64,
     /// `VM_ENTRY_MSR_LOAD_COUNT`.
-    pub entry_load_count: u32,
+    entry_load_count: u32,
     /// `VM_EXIT_MSR_LOAD_COUNT`.
-    pub exit_load_count: u32,
+    exit_load_count: u32,
     /// `VM_EXIT_MSR_STORE_COUNT`.
-    pub exit_store_count: u32,
+    exit_store_count: u32,
 }
 
 /// MSRs that KVM 6.12 switches through the MSR-load lists (`add_atomic_switch_msr()`): EFER
@@ -187,6 +190,51 @@ pub(super) const SWITCHED_MSRS: [u32; 5] = [
     0x0000_03f2, // MSR_PEBS_DATA_CFG
     0x0000_0600, // MSR_IA32_DS_AREA
 ];
+
+/// The MSRs KVM 6.12 may let a guest access directly (`vmx_possible_passthrough_msrs` and the
+/// x2APIC range), each only as far as nothing of the guest's reaches the host:
+///
+/// * FS/GS base, kernel GS base, SYSENTER: host values restored by the VMCS or by KVM;
+/// * `SPEC_CTRL`: KVM restores the host's right after the exit; `PRED_CMD`, `FLUSH_CMD`:
+///   write-only commands; `XFD`, `XFD_ERR`: switched with the FPU state;
+/// * TSC and the C-state residency counters: read only;
+/// * x2APIC: only with "virtualise x2APIC mode", reads with APIC-register virtualisation, and
+///   writes of TPR, and of EOI and self-IPI with virtual-interrupt delivery (the CPU handles
+///   them in the virtual APIC; any other write would reach the host's APIC).
+fn msr_pass_through_allowed(msr: u32, write: bool, secondary: u32) -> bool {
+    match msr {
+        0xc000_0100..=0xc000_0102 | 0x174..=0x176 | 0x48 | 0x49 | 0x10b | 0x1c4 | 0x1c5 => true,
+        0x10 | 0x660 | 0x3fc..=0x3fe => !write,
+        0x800..=0x8ff if secondary & SECONDARY_VIRT_X2APIC != 0 => {
+            if !write {
+                secondary & SECONDARY_APIC_REGISTER_VIRT != 0
+            } else {
+                msr == 0x808
+                    || (matches!(msr, 0x80b | 0x83f)
+                        && secondary & SECONDARY_VIRTUAL_INTR_DELIVERY != 0)
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Primary: use MSR bitmaps.
+const PRIMARY_USE_MSR_BITMAPS: u32 = 1 << 28;
+/// Secondary: virtualise x2APIC mode.
+const SECONDARY_VIRT_X2APIC: u32 = 1 << 4;
+/// Secondary: APIC-register virtualisation.
+const SECONDARY_APIC_REGISTER_VIRT: u32 = 1 << 8;
+/// Secondary: virtual-interrupt delivery.
+const SECONDARY_VIRTUAL_INTR_DELIVERY: u32 = 1 << 9;
+
+/// Posted-interrupt descriptor control word: suppress notification.
+const PI_CONTROL_SN: u64 = 1 << 1;
+/// PID-pointer table entry: valid.
+const PID_ENTRY_VALID: u64 = 1;
+/// PID-pointer table entry: descriptor address (bits 51:6).
+const PID_ENTRY_ADDR: u64 = 0x000f_ffff_ffff_ffc0;
+/// Highest PID-table index KVM uses (`KVM_MAX_VCPU_IDS` - 1).
+const PID_TABLE_MAX_INDEX: u64 = 4095;
 
 /// Bytes of one MSR-list entry.
 const MSR_ENTRY_BYTES: u64 = 16;
@@ -239,8 +287,10 @@ impl<'a> Backend<'a> {
 
     /// `vm_destroy`: KVM has freed the VM's vCPUs and is done with it. Refused while any vCPU
     /// of the VM is still recorded. The frames the VM owns stay its (orphaned) until the
-    /// kernel frees them; its paging-structure pages go as KVM frees them. Returns the VMM's
-    /// address space, whose reference the kernel side may drop now.
+    /// kernel frees them or the same VMM maps them into its next VM; its paging-structure
+    /// pages go as KVM frees them. The VMM is remembered for that, with the reference to its
+    /// address space that `vm_create` took; returns the address space of the oldest VMM
+    /// forgotten to make room, whose reference the kernel side may drop now.
     pub fn vm_destroy(&mut self, p: &mut impl Platform, kvm: Handle) -> Option<Handle> {
         let vm = self.vm_of(kvm)?;
         if self
@@ -267,7 +317,12 @@ impl<'a> Backend<'a> {
         } else if let Err(d) = self.v.destroy_vm(vm) {
             Self::anomaly(p, d, kvm.0 as u64);
         }
-        mm
+        let mm = mm?;
+        let slot = self.ghosts.get_mut(self.ghost_next)?;
+        let forgotten = slot.replace(Ghost { vm, mm }).map(|g| g.mm);
+        let next = self.ghost_next.saturating_add(1);
+        self.ghost_next = if next < self.ghosts.len() { next } else { 0 };
+        forgotten
     }
 
     /// Destroys the VM records of destroyed VMs whose EPT pages are all gone.
@@ -1027,16 +1082,27 @@ impl<'a> Backend<'a> {
                         Ok((vm, true))
                     }
                     Some(FrameState::Vm(o)) if self.v.vm_is_live(o) => Err(Denial::EptForeignFrame),
+                    Some(FrameState::Vm(o))
+                        if self.same_vmm_ghost(o, vm)
+                            && self.v.frame_mappings(pfn) == Some((0, 0)) =>
+                    {
+                        self.check_vm_memory(p, vm, gfn, pfn, PageSize::Size4K, true)?;
+                        Ok((vm, true))
+                    }
                     Some(FrameState::Vm(_)) => Err(Denial::EptOrphanedFrame),
                     Some(FrameState::Protected(_)) => Err(Denial::EptProtectedFrame),
                     Some(_) => Err(Denial::WrongState),
                     None => Err(Denial::FrameOutOfRange),
                 });
         match verdict {
-            Ok((vm, true)) => self
-                .v
-                .donate_to_vm(vm, pfn, 1)
-                .inspect_err(|d| Self::anomaly(p, *d, pfn.0)),
+            Ok((vm, true)) => {
+                let taken = if self.v.frame_state(pfn) == Some(FrameState::Host) {
+                    self.v.donate_to_vm(vm, pfn, 1)
+                } else {
+                    self.v.adopt_orphan(vm, pfn)
+                };
+                taken.inspect_err(|d| Self::anomaly(p, *d, pfn.0))
+            }
             Ok((_, false)) => Ok(()),
             Err(d) => {
                 let d = self.deny(CheckClass::Ownership, d, pfn.0, 0, gfn);
@@ -1217,19 +1283,21 @@ impl<'a> Backend<'a> {
 
     // --- VM entry -----------------------------------------------------------------------------
 
-    /// `vm_entry`: the current VMCS is about to be entered with these MSR lists (at least one
-    /// is in use). Every list must lie in an MSR-list page of the VMCS's vCPU; the VM-exit
-    /// load list may only restore MSRs KVM switches, to their live host values; the VM-entry
-    /// load list may only load MSRs that the VM-exit list restores. Returns true if the VM
-    /// must not be entered (it is stopped).
-    pub fn vm_entry(&mut self, p: &mut impl Platform, lists: &MsrLists) -> bool {
+    /// `vm_entry`: the current VMCS is about to be entered (IRQs off, no VMCS write left
+    /// before the entry). What the CPU will use is read from the VMCS itself: no address field
+    /// it uses may name a page freed since it was written, every MSR list in use must lie in
+    /// an MSR-list page of the VMCS's vCPU, the VM-exit load list may only restore MSRs KVM
+    /// switches, to their live host values, and the VM-entry load list may only load MSRs that
+    /// the VM-exit list restores. Returns true if the VM must not be entered (it is stopped).
+    pub fn vm_entry(&mut self, p: &mut impl Platform) -> bool {
         let cpu = p.cpu();
         let owner = self
             .v
             .current_vmcs(cpu)
             .and_then(|pfn| self.v.vmcs_owner(pfn));
+        let mut lists = MsrLists::default();
         let verdict = match owner {
-            Some((vcpu, _, _)) => self.msr_lists_verdict(p, vcpu, lists),
+            Some((vcpu, vm, kind)) => self.entry_verdict(p, cpu, (vcpu, vm, kind), &mut lists),
             None => Err(Denial::NoCurrentVmcs),
         };
         let verdict = self.v.record(
@@ -1257,6 +1325,178 @@ impl<'a> Backend<'a> {
                 )
             }
         }
+    }
+
+    fn entry_verdict(
+        &self,
+        p: &impl Platform,
+        cpu: CpuId,
+        (vcpu, vm, kind): (VcpuId, VmId, VmcsKind),
+        lists: &mut MsrLists,
+    ) -> Result<(), Denial> {
+        let read = |f: VmcsField| p.vmread(f.0).ok_or(Denial::NoCurrentVmcs);
+        let read32 = |f: VmcsField| read(f).map(|v| v as u32);
+        let pin = read32(VmcsField::PIN_BASED_VM_EXEC_CONTROL)?;
+        let primary = read32(VmcsField::CPU_BASED_VM_EXEC_CONTROL)?;
+        self.v.entry_verdict(cpu, pin, primary)?;
+        let secondary = if primary & PRIMARY_ACTIVATE_SECONDARY != 0 {
+            read32(VmcsField::SECONDARY_VM_EXEC_CONTROL)?
+        } else {
+            0
+        };
+        if primary & PRIMARY_USE_MSR_BITMAPS != 0 {
+            let bitmap = read(VmcsField::MSR_BITMAP)?;
+            self.msr_bitmap_verdict(p, vcpu, bitmap, secondary)?;
+        }
+        // A vmcs02's descriptor is L1's; no notification is sent by its NV/NDST (KVM offers
+        // L1 neither IPI virtualisation nor device posted interrupts).
+        if kind == VmcsKind::Vmcs01 && pin & PIN_POSTED_INTR != 0 {
+            let desc = read(VmcsField::POSTED_INTR_DESC_ADDR)?;
+            self.pi_desc_verdict(p, AuxOwner::Vcpu(vcpu), desc, true)?;
+            let tertiary = if primary & PRIMARY_ACTIVATE_TERTIARY != 0 {
+                read(VmcsField::TERTIARY_VM_EXEC_CONTROL)?
+            } else {
+                0
+            };
+            if tertiary & TERTIARY_IPI_VIRT != 0 {
+                let table = read(VmcsField::PID_POINTER_TABLE)?;
+                let last = read(VmcsField::LAST_PID_POINTER_INDEX)?;
+                self.pid_table_verdict(p, vm, table, last)?;
+            }
+        }
+        lists.entry_load_count = read32(VmcsField::VM_ENTRY_MSR_LOAD_COUNT)?;
+        lists.exit_load_count = read32(VmcsField::VM_EXIT_MSR_LOAD_COUNT)?;
+        lists.exit_store_count = read32(VmcsField::VM_EXIT_MSR_STORE_COUNT)?;
+        if lists.entry_load_count | lists.exit_load_count | lists.exit_store_count == 0 {
+            return Ok(());
+        }
+        lists.entry_load_addr = read(VmcsField::VM_ENTRY_MSR_LOAD_ADDR)?;
+        lists.exit_load_addr = read(VmcsField::VM_EXIT_MSR_LOAD_ADDR)?;
+        lists.exit_store_addr = read(VmcsField::VM_EXIT_MSR_STORE_ADDR)?;
+        self.msr_lists_verdict(p, vcpu, lists)
+    }
+
+    /// The MSR bitmap at `pa` must be an MSR-bitmap page of `vcpu` that passes through (a clear
+    /// bit) only MSRs that KVM switches itself or that cannot reach the host
+    /// ([`msr_pass_through_allowed`]): any other MSR the guest could write directly would stay
+    /// in the host after the VM exit, and reading one would show the guest a host value.
+    fn msr_bitmap_verdict(
+        &self,
+        p: &impl Platform,
+        vcpu: VcpuId,
+        pa: u64,
+        secondary: u32,
+    ) -> Result<(), Denial> {
+        let hpa = Hpa(pa);
+        let owned = hpa.is_page_aligned()
+            && matches!(self.v.frame_state(hpa.pfn()), Some(FrameState::Protected(Protected::Aux {
+                owner: AuxOwner::Vcpu(o),
+                kind: AuxKind::MsrBitmap,
+                ..
+            })) if o == vcpu);
+        if !owned {
+            return Err(Denial::BadAddress);
+        }
+        let mut chunk = [0u64; 32];
+        for first in (0..512u64).step_by(chunk.len()) {
+            if !p.read_phys_words(pa.saturating_add(first.saturating_mul(8)), &mut chunk) {
+                return Err(Denial::BadAddress);
+            }
+            for (n, word) in (first..).zip(chunk.iter()) {
+                if *word == u64::MAX {
+                    continue;
+                }
+                // Four quarters of 128 words: reads of the low MSRs, reads of the high ones
+                // (0xc0000000 on), then the same for writes.
+                let quarter = n / 128;
+                let base = if quarter % 2 == 1 { 0xc000_0000u32 } else { 0 };
+                let first_msr = u32::try_from((n % 128).saturating_mul(64)).unwrap_or(u32::MAX);
+                for b in 0..64u32 {
+                    if word & (1u64 << b) != 0 {
+                        continue;
+                    }
+                    let msr = base | first_msr | b;
+                    if !msr_pass_through_allowed(msr, quarter >= 2, secondary) {
+                        return Err(Denial::MsrBitmapPassThrough);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The posted-interrupt descriptor at `pa` must be a descriptor page of `owner` (a vCPU,
+    /// or any vCPU of a VM for a PID-table entry). Its NV and NDST tell an IOMMU, and CPUs
+    /// doing IPI virtualisation, which interrupt to send where: unless notifications are
+    /// suppressed (SN), NV must be KVM's posted-interrupt vector, or for a vCPU that is not
+    /// about to run the wakeup vector, and NDST this CPU for the vCPU about to run.
+    fn pi_desc_verdict(
+        &self,
+        p: &impl Platform,
+        owner: AuxOwner,
+        pa: u64,
+        entering: bool,
+    ) -> Result<(), Denial> {
+        let hpa = Hpa(pa);
+        if pa & 63 != 0 {
+            return Err(Denial::BadAddress);
+        }
+        let owned = match self.v.frame_state(hpa.pfn()) {
+            Some(FrameState::Protected(Protected::Aux {
+                owner: o,
+                kind: AuxKind::PiDesc,
+                ..
+            })) => match (owner, o) {
+                (AuxOwner::Vm(vm), AuxOwner::Vcpu(v)) => self.v.vcpu_vm(v) == Some(vm),
+                _ => o == owner,
+            },
+            _ => false,
+        };
+        if !owned {
+            return Err(Denial::BadAddress);
+        }
+        let control = p
+            .read_phys(pa.saturating_add(32))
+            .ok_or(Denial::BadAddress)?;
+        let suppressed = control & PI_CONTROL_SN != 0;
+        let nv = ((control >> 16) & 0xff) as u8;
+        let ndst = control >> 32;
+        if suppressed {
+            return Ok(());
+        }
+        let vector_ok = nv == POSTED_INTR_VECTOR || (!entering && nv == POSTED_INTR_WAKEUP_VECTOR);
+        let dest_ok = !entering || ndst == p.host_value(HostValue::PiDestination);
+        if vector_ok && dest_ok {
+            Ok(())
+        } else {
+            Err(Denial::PiDescriptor)
+        }
+    }
+
+    /// With IPI virtualisation the CPU sends, for the guest, the notification that the
+    /// descriptor of the target names: every valid entry of the PID-pointer table up to
+    /// `last` must name a descriptor of a vCPU of `vm` with a KVM vector.
+    fn pid_table_verdict(
+        &self,
+        p: &impl Platform,
+        vm: VmId,
+        table: u64,
+        last: u64,
+    ) -> Result<(), Denial> {
+        for i in 0..=last.min(PID_TABLE_MAX_INDEX) {
+            let entry = p
+                .read_phys(table.saturating_add(i.saturating_mul(8)))
+                .ok_or(Denial::BadAddress)?;
+            if entry & PID_ENTRY_VALID == 0 {
+                continue;
+            }
+            self.pi_desc_verdict(p, AuxOwner::Vm(vm), entry & PID_ENTRY_ADDR, false)
+                .map_err(|_| Denial::PiDescriptor)?;
+        }
+        if last > PID_TABLE_MAX_INDEX {
+            return Err(Denial::PiDescriptor);
+        }
+        Ok(())
     }
 
     fn msr_lists_verdict(
