@@ -24,7 +24,7 @@ use kernel::ffi::{c_int, c_uint, c_ulong, c_void};
 use kernel::prelude::*;
 
 use crate::policy::backend::{
-    Backend, Census, FrameKind, Handle, HostValue, MsrLists, NestedInfo, Platform, PtFree, Report,
+    Backend, Census, FrameKind, Handle, HostValue, NestedInfo, Platform, PtFree, Report,
     SpteOutcome, UserMapping, VcpuInfo,
 };
 use crate::policy::cr::{cr0_verdict, cr3_decode, cr4_write_verdict};
@@ -105,7 +105,9 @@ pub(crate) mod c {
         pub(crate) fn hps_c_scrub(pfn: u64);
         pub(crate) fn hps_c_pgd_is_new(pa: u64, nr_pages: c_uint) -> bool;
         pub(crate) fn hps_c_read_phys(pa: u64, val: *mut u64) -> bool;
+        pub(crate) fn hps_c_read_phys_words(pa: u64, out: *mut u64, n: u32) -> bool;
         pub(crate) fn hps_c_rdmsr(msr: u32, val: *mut u64) -> bool;
+        pub(crate) fn hps_c_vmread(field: u32, val: *mut u64) -> bool;
         pub(crate) fn hps_c_host_value(which: u32) -> u64;
         pub(crate) fn hps_c_module_addr(addr: u64) -> bool;
         pub(crate) fn hps_c_report(
@@ -137,6 +139,7 @@ pub(crate) mod c {
 /// `hps_c_frame_kind()` results; keep in sync with `hps_glue.h`.
 const HPS_FRAME_USER: u32 = 1;
 const HPS_FRAME_KERNEL: u32 = 2;
+const HPS_FRAME_HUGE_ZERO: u32 = 3;
 
 /// `hps_c_host_value()` selectors; keep in sync with `hps_glue.h`.
 mod host_sel {
@@ -156,6 +159,7 @@ mod host_sel {
     pub(super) const PAT: u32 = 13;
     pub(super) const EFER: u32 = 14;
     pub(super) const PERF_GLOBAL_CTRL: u32 = 15;
+    pub(super) const PI_DEST: u32 = 16;
 }
 
 /// The kernel as the backend sees it. Every method is called with `hps_lock` held, IRQs off.
@@ -207,6 +211,7 @@ impl Platform for KernelPlatform {
         match unsafe { c::hps_c_frame_kind(pfn.0) } {
             HPS_FRAME_USER => FrameKind::User,
             HPS_FRAME_KERNEL => FrameKind::Kernel,
+            HPS_FRAME_HUGE_ZERO => FrameKind::HugeZero,
             _ => FrameKind::Unusable,
         }
     }
@@ -227,10 +232,25 @@ impl Platform for KernelPlatform {
         unsafe { c::hps_c_read_phys(pa, &mut v) }.then_some(v)
     }
 
+    fn read_phys_words(&self, pa: u64, out: &mut [u64]) -> bool {
+        let Ok(n) = u32::try_from(out.len()) else {
+            return false;
+        };
+        // SAFETY: `out` is valid for `n` words; the C side reads only RAM of the direct map,
+        // within one page.
+        unsafe { c::hps_c_read_phys_words(pa, out.as_mut_ptr(), n) }
+    }
+
     fn host_msr(&self, msr: u32) -> Option<u64> {
         let mut v = 0;
         // SAFETY: `v` is valid for writes; a missing MSR is caught (rdmsr_safe).
         unsafe { c::hps_c_rdmsr(msr, &mut v) }.then_some(v)
+    }
+
+    fn vmread(&self, field: u32) -> Option<u64> {
+        let mut v = 0;
+        // SAFETY: `v` is valid for writes; VMREAD failures and faults are caught.
+        unsafe { c::hps_c_vmread(field, &mut v) }.then_some(v)
     }
 
     fn host_value(&self, value: HostValue) -> u64 {
@@ -256,6 +276,7 @@ impl Platform for KernelPlatform {
                 // Never asked for: the backend pins HOST_RIP itself.
                 HostField::Rip => return 0,
             },
+            HostValue::PiDestination => PI_DEST,
         };
         // SAFETY: reads registers of this CPU.
         unsafe { c::hps_c_host_value(which) }
@@ -560,24 +581,10 @@ unsafe extern "C" fn hps_rs_vmxoff(emergency: bool) -> c_int {
 
 /// # Safety
 ///
-/// Called by the registry as `hyperps_ops.vm_entry`; `lists` is valid for the call.
+/// Called by the registry as `hyperps_ops.vm_entry`, with IRQs off.
 #[no_mangle]
-unsafe extern "C" fn hps_rs_vm_entry(
-    _kvm: *mut c_void,
-    _vcpu: *mut c_void,
-    lists: *const bindings::hyperps_msr_lists,
-) -> c_int {
-    // SAFETY: KVM passes a valid structure for the duration of the call.
-    let l = unsafe { &*lists };
-    let lists = MsrLists {
-        entry_load_addr: l.entry_load_addr,
-        exit_load_addr: l.exit_load_addr,
-        exit_store_addr: l.exit_store_addr,
-        entry_load_count: l.entry_load_count,
-        exit_load_count: l.exit_load_count,
-        exit_store_count: l.exit_store_count,
-    };
-    c_int::from(locked(|b, p| b.vm_entry(p, &lists)) == Some(true))
+unsafe extern "C" fn hps_rs_vm_entry(_kvm: *mut c_void, _vcpu: *mut c_void) -> c_int {
+    c_int::from(locked(|b, p| b.vm_entry(p)) == Some(true))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1018,7 +1025,8 @@ unsafe extern "C" fn hps_rs_vm_create(kvm: *mut c_void, _mm: *mut c_void) -> c_i
 unsafe extern "C" fn hps_rs_vm_destroy(kvm: *mut c_void) {
     let mm = locked(|b, p| b.vm_destroy(p, Handle(kvm as usize))).flatten();
     if let Some(mm) = mm {
-        // SAFETY: grabbed by `hps_rs_vm_create` for this VM; dropped once.
+        // SAFETY: grabbed by `hps_rs_vm_create` for a destroyed VM that the backend no longer
+        // remembers; the backend hands each address space back once.
         unsafe { c::hps_c_mm_drop(mm.0) };
     }
     kick_work();

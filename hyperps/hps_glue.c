@@ -29,6 +29,7 @@
 #include <linux/vmalloc.h>
 #include <linux/workqueue.h>
 
+#include <asm/apic.h>
 #include <asm/asm.h>
 #include <asm/cpu_entry_area.h>
 #include <asm/desc.h>
@@ -265,6 +266,14 @@ u64 hps_c_host_value(u32 which)
 		if (rdmsrl_safe(MSR_CORE_PERF_GLOBAL_CTRL, &v))
 			v = 0;
 		return v;
+	case HPS_HOST_PI_DEST:
+		/* This CPU's APIC ID, in the format of a descriptor's NDST. */
+		rdmsrl(MSR_IA32_APICBASE, v);
+		if (v & X2APIC_ENABLE) {
+			rdmsrl(APIC_BASE_MSR + (APIC_ID >> 4), v);
+			return v;
+		}
+		return (native_apic_mem_read(APIC_ID) >> 16) & 0xff00;
 	}
 	return ~0ULL;
 }
@@ -272,6 +281,27 @@ u64 hps_c_host_value(u32 which)
 bool hps_c_rdmsr(u32 msr, u64 *val)
 {
 	return !rdmsrl_safe(msr, val);
+}
+
+/*
+ * VMREAD of the current VMCS.  Fails (CF or ZF set) without a current VMCS
+ * or for an unsupported field, and faults (#UD, fixed up) outside VMX
+ * operation: the backend is never made to trust a value it did not read.
+ */
+bool hps_c_vmread(u32 field, u64 *val)
+{
+	unsigned long value = 0;
+	u8 failed = 1;
+
+	asm volatile("1: vmread %[field], %[value]\n\t"
+		     "setna %[failed]\n"
+		     "2:\n\t"
+		     _ASM_EXTABLE(1b, 2b)
+		     : [value] "+r" (value), [failed] "+q" (failed)
+		     : [field] "r" ((unsigned long)field)
+		     : "cc");
+	*val = value;
+	return !failed;
 }
 
 /* The VMM's address space is named by its address; keep it from being reused. */
@@ -369,6 +399,8 @@ u32 hps_c_frame_kind(u64 pfn)
 	folio = page_folio(page);
 	if (!folio_ref_count(folio))
 		return HPS_FRAME_UNUSABLE;
+	if (hyperps_is_huge_zero_pfn(pfn))
+		return HPS_FRAME_HUGE_ZERO;
 	if (PageSlab(page) || PageTable(page))
 		return HPS_FRAME_KERNEL;
 	if (folio_test_anon(folio) || folio_test_hugetlb(folio) ||
@@ -400,6 +432,15 @@ bool hps_c_read_phys(u64 pa, u64 *val)
 	if (!pfn_valid(PHYS_PFN(pa)) || !IS_ALIGNED(pa, sizeof(u64)))
 		return false;
 	*val = READ_ONCE(*(u64 *)__va(pa));
+	return true;
+}
+
+bool hps_c_read_phys_words(u64 pa, u64 *out, u32 n)
+{
+	if (!pfn_valid(PHYS_PFN(pa)) || !IS_ALIGNED(pa, sizeof(u64)) ||
+	    offset_in_page(pa) + (u64)n * sizeof(u64) > PAGE_SIZE)
+		return false;
+	memcpy(out, __va(pa), n * sizeof(u64));
 	return true;
 }
 

@@ -14,6 +14,7 @@ enum hps_frame_kind {
 	HPS_FRAME_UNUSABLE = 0,
 	HPS_FRAME_USER = 1,
 	HPS_FRAME_KERNEL = 2,
+	HPS_FRAME_HUGE_ZERO = 3,
 };
 
 enum hps_host_value {
@@ -21,7 +22,7 @@ enum hps_host_value {
 	HPS_HOST_FS_SEL, HPS_HOST_GS_SEL, HPS_HOST_FS_BASE, HPS_HOST_GS_BASE,
 	HPS_HOST_TR_BASE, HPS_HOST_GDTR_BASE, HPS_HOST_IDTR_BASE,
 	HPS_HOST_SYSENTER_CS, HPS_HOST_SYSENTER_ESP, HPS_HOST_SYSENTER_EIP,
-	HPS_HOST_PAT, HPS_HOST_EFER, HPS_HOST_PERF_GLOBAL_CTRL,
+	HPS_HOST_PAT, HPS_HOST_EFER, HPS_HOST_PERF_GLOBAL_CTRL, HPS_HOST_PI_DEST,
 };
 
 #define HPS_CLASSES	9
@@ -49,8 +50,7 @@ int hps_rs_vmcs_load(u64 pa);
 int hps_rs_vmcs_clear(u64 pa);
 int hps_rs_vmxon(u64 pa);
 int hps_rs_vmxoff(bool emergency);
-int hps_rs_vm_entry(struct kvm *kvm, struct kvm_vcpu *vcpu,
-		    const struct hyperps_msr_lists *lists);
+int hps_rs_vm_entry(struct kvm *kvm, struct kvm_vcpu *vcpu);
 int hps_rs_ept_load(struct kvm *kvm, struct kvm_vcpu *vcpu, u64 root, u64 eptp);
 int hps_rs_page_alloc(u32 type, u64 pa);
 int hps_rs_page_free(u32 type, u64 pa);
@@ -107,6 +107,7 @@ u64 hps_c_cr4(void);
 u64 hps_c_zero_pfn(void);
 u64 hps_c_host_value(u32 which);
 bool hps_c_rdmsr(u32 msr, u64 *val);
+bool hps_c_vmread(u32 field, u64 *val);
 unsigned long hps_c_current_mm(void);
 void hps_c_mm_grab(unsigned long mm);
 void hps_c_mm_drop(unsigned long mm);
@@ -116,6 +117,7 @@ bool hps_c_frames_equal(u64 a, u64 b);
 void hps_c_scrub(u64 pfn);
 bool hps_c_pgd_is_new(u64 pa, unsigned int nr_pages);
 bool hps_c_read_phys(u64 pa, u64 *val);
+bool hps_c_read_phys_words(u64 pa, u64 *out, u32 n);
 bool hps_c_module_addr(u64 addr);
 void hps_c_report(u32 class, const char *reason, size_t len, u64 subject,
 		  u64 old, u64 new, bool enforced);

@@ -20,7 +20,9 @@ mod vmx_caps;
 use core::sync::atomic::AtomicU64;
 use glue::c;
 
-use policy::backend::{Backend, BackendTables, MemslotRecord, PendingPt, VcpuSlot, VmSlot};
+use policy::backend::{
+    Backend, BackendTables, MemslotRecord, PendingPt, VcpuSlot, VmSlot, MAX_GHOSTS, MAX_ZOMBIES,
+};
 use policy::{
     AuditRecord, Config, CpuRecord, EptLevel, FrameRecord, Pfn, RegionRecord, ShareRecord, Tables,
     VcpuRecord, Verifier, VmRecord, VmcsRecord, VpidRecord,
@@ -119,7 +121,10 @@ fn host_config(caps: &vmx_caps::VmxCaps) -> Config {
     }
 }
 
-fn build_backend(config: Config) -> Result<(Backend<'static>, &'static [AtomicU64])> {
+/// Builds the verifier and the backend over freshly allocated tables and installs them. Kept
+/// out of line so that the (large) records are never copied through `init`'s stack frame.
+#[inline(never)]
+fn build_backend(config: Config) -> Result {
     // SAFETY: no precondition.
     let frames = usize::try_from(unsafe { c::hps_c_max_pfn() }).map_err(|_| EINVAL)?;
     // SAFETY: no precondition.
@@ -141,11 +146,6 @@ fn build_backend(config: Config) -> Result<(Backend<'static>, &'static [AtomicU6
     })?;
     let tracked = alloc_bitmap(frames)?;
     v.attach_tracked(tracked).map_err(|_| EINVAL)?;
-    // SAFETY: no precondition.
-    let zero = unsafe { c::hps_c_zero_pfn() };
-    if v.register_zero_pages(Pfn(zero), 1).is_err() {
-        pr_warn!("cannot register the zero page {:#x}\n", zero);
-    }
     pr_info!(
         "{} frames ({} KiB of frame records), {} CPUs\n",
         frames,
@@ -158,9 +158,17 @@ fn build_backend(config: Config) -> Result<(Backend<'static>, &'static [AtomicU6
         vcpus: alloc_table(glue::MAX_VCPUS, VcpuSlot::FREE)?,
         memslots: alloc_table(glue::MAX_MEMSLOTS, MemslotRecord::FREE)?,
         deferred: alloc_table(glue::DEFER_MAX, None)?,
+        zombies: alloc_table(MAX_ZOMBIES, None)?,
+        ghosts: alloc_table(MAX_GHOSTS, None)?,
     };
-    let backend = Backend::new(v, backend_tables).map_err(|_| EINVAL)?;
-    Ok((backend, tracked))
+    let mut backend = Backend::new(v, backend_tables).map_err(|_| EINVAL)?;
+    // SAFETY: no precondition.
+    let zero = unsafe { c::hps_c_zero_pfn() };
+    if backend.set_zero_page(Pfn(zero)).is_err() {
+        pr_warn!("cannot register the zero page {:#x}\n", zero);
+    }
+    glue::install(backend, tracked);
+    Ok(())
 }
 
 impl kernel::Module for HyperPs {
@@ -177,12 +185,11 @@ impl kernel::Module for HyperPs {
         let config = host_config(&caps);
         pr_info!("config {:?}\n", config);
         glue::set_cr_config(&config);
-        let (backend, tracked) = build_backend(config).inspect_err(|_| {
+        build_backend(config).inspect_err(|_| {
             pr_err!("cannot allocate the verifier's tables\n");
             // SAFETY: `build_backend` failed, so no slice of the tables survives.
             unsafe { c::hps_c_free_tables() };
         })?;
-        glue::install(backend, tracked);
         // Nothing may make HyperPS's own records anything else.
         // SAFETY: no precondition.
         let tables = unsafe { c::hps_c_table_count() };
