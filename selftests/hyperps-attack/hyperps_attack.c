@@ -733,17 +733,59 @@ static int attack_msr_list(struct attack_vm_args *a, const char *name,
 	return ret;
 }
 
+/*
+ * Lets the guest write @msr (one of 0xc0000000-0xc0001fff) directly, or stops
+ * it, with a plain store into the MSR bitmap as
+ * vmx_disable_intercept_for_msr() makes it.
+ */
+struct msr_bitmap_attack {
+	u32 msr;
+	bool pass;
+};
+
+static int attack_msr_bitmap_fn(void *arg)
+{
+	struct msr_bitmap_attack *b = arg;
+	unsigned long pa, *write_high;
+	int ret;
+
+	ret = attack_vmread(MSR_BITMAP, &pa);
+	if (ret)
+		return ret;
+	write_high = __va(pa + 0xc00);
+	if (b->pass)
+		__clear_bit(b->msr & 0x1fff, write_high);
+	else
+		__set_bit(b->msr & 0x1fff, write_high);
+	return 0;
+}
+
+static int attack_msr_bitmap(struct attack_vm_args *a, const char *name,
+			     u32 msr)
+{
+	struct msr_bitmap_attack b = { .msr = msr, .pass = true };
+	int ret = attack_on_vcpu(a->attacker, attack_msr_bitmap_fn, &b);
+
+	if (!ret)
+		result("armed %s MSR bitmap passes writes of msr 0x%x through\n",
+		       name, msr);
+	return ret;
+}
+
 static int attack_msr_disarm(struct attack_vm_args *a, const char *name)
 {
 	struct msr_list_attack l = {
 		.addr_field = VM_EXIT_MSR_LOAD_ADDR, .disarm = true,
 	};
+	struct msr_bitmap_attack b = { .msr = MSR_LSTAR, .pass = false };
 	int ret = attack_on_vcpu(a->attacker, attack_msr_list_fn, &l);
 
 	if (!ret) {
 		l.addr_field = VM_ENTRY_MSR_LOAD_ADDR;
 		ret = attack_on_vcpu(a->attacker, attack_msr_list_fn, &l);
 	}
+	if (!ret)
+		ret = attack_on_vcpu(a->attacker, attack_msr_bitmap_fn, &b);
 	if (!ret)
 		result("disarmed %s\n", name);
 	return ret;
@@ -1000,6 +1042,9 @@ static int attack_vm_run(const char *attack, struct attack_vm_args *a)
 		rdmsrl(MSR_EFER, v);
 		return attack_msr_list(a, attack, false, MSR_EFER, v);
 	}
+	if (IS("msr_bitmap_lstar_write"))
+		/* The guest's syscall entry would stay in the host after the exit. */
+		return attack_msr_bitmap(a, attack, MSR_LSTAR);
 	if (IS("msr_disarm"))
 		return attack_msr_disarm(a, attack);
 

@@ -11,10 +11,11 @@
  * VMs' VMM.
  *
  * Enforce mode: every attempt is refused (the value never reaches the VMCS,
- * the EPT or the MSR lists, the page is not freed, the record not changed),
- * counted in its class and recorded in the refusal log as enforced.  An
- * attempt on the attacker's EPT or MSR lists stops the attacker VM (KVM_RUN
- * fails with EIO); a refused VMWRITE leaves its VMCS as it was, so it runs on.
+ * the EPT, the MSR lists or bitmap, the page is not freed, the record not
+ * changed), counted in its class and recorded in the refusal log as
+ * enforced.  An attempt on the attacker's EPT, MSR lists or bitmap stops the
+ * attacker VM (KVM_RUN fails with EIO); a refused VMWRITE leaves its VMCS as
+ * it was, so it runs on.
  * Audit mode: the value attacks reach the hardware (the attack module puts
  * them back before any vCPU runs) and are counted and logged as audited;
  * attacks on HyperPS's records are refused in both modes.  In both modes the
@@ -114,10 +115,11 @@ static const struct {
 	{ "memslot_elsewhere",		"registration",	RECORDS | CHILD },
 	{ "vcpu_free_elsewhere",	"registration",	RECORDS | CHILD | NO_VERDICT },
 	{ "memslot_remove_elsewhere",	"registration",	RECORDS | CHILD | NO_VERDICT },
-	/* Memory the CPU reads at VM entry and exit: the MSR lists. */
+	/* Memory the CPU reads at VM entry and exit: the MSR lists and bitmap. */
 	{ "exit_msr_load_lstar",	"vmcs",		ARMED | STOPS },
 	{ "exit_msr_load_efer_nx_off",	"vmcs",		ARMED | STOPS | ENFORCE_ONLY },
 	{ "entry_msr_load_unrestored",	"vmcs",		ARMED | STOPS },
+	{ "msr_bitmap_lstar_write",	"vmcs",		ARMED | STOPS },
 	/* Switching the hooks off through exported functions. */
 	{ "static_key_disable",		NULL,		SEAL },
 	{ "static_key_slow_dec",	NULL,		SEAL },
@@ -467,7 +469,7 @@ int main(void)
 						  result, sizeof(result)), 0);
 
 		after = read_counter(class, "seal_refused");
-		/* Let through, an MSR list is refused again at every entry. */
+		/* Let through, an armed attack is refused again at every entry. */
 		if ((flags & ARMED) && !stops ? after <= before : after != before + 1) {
 			ksft_print_msg("%s: %s refused went %lld -> %lld, expected +1\n",
 				       attacks[i].name, class ? class : "seal", before,
