@@ -71,6 +71,15 @@ pub(crate) mod c {
         pub(crate) frames_protected: u64,
     }
 
+    /// One frame a VM owns, for debugfs; layout shared with C.
+    #[repr(C)]
+    pub(crate) struct VmFrame {
+        pub(crate) pfn: u64,
+        pub(crate) maps: u64,
+        pub(crate) owner: u32,
+        pub(crate) live: u32,
+    }
+
     extern "C" {
         pub(crate) fn hps_c_lock() -> core::ffi::c_ulong;
         pub(crate) fn hps_c_unlock(flags: core::ffi::c_ulong);
@@ -105,7 +114,7 @@ pub(crate) mod c {
         pub(crate) fn hps_c_scrub(pfn: u64);
         pub(crate) fn hps_c_pgd_is_new(pa: u64, nr_pages: c_uint) -> bool;
         pub(crate) fn hps_c_read_phys(pa: u64, val: *mut u64) -> bool;
-        pub(crate) fn hps_c_read_phys_words(pa: u64, out: *mut u64, n: u32) -> bool;
+        pub(crate) fn hps_c_frame_va(pfn: u64) -> *mut c_void;
         pub(crate) fn hps_c_rdmsr(msr: u32, val: *mut u64) -> bool;
         pub(crate) fn hps_c_vmread(field: u32, val: *mut u64) -> bool;
         pub(crate) fn hps_c_host_value(which: u32) -> u64;
@@ -232,13 +241,17 @@ impl Platform for KernelPlatform {
         unsafe { c::hps_c_read_phys(pa, &mut v) }.then_some(v)
     }
 
-    fn read_phys_words(&self, pa: u64, out: &mut [u64]) -> bool {
-        let Ok(n) = u32::try_from(out.len()) else {
-            return false;
-        };
-        // SAFETY: `out` is valid for `n` words; the C side reads only RAM of the direct map,
-        // within one page.
-        unsafe { c::hps_c_read_phys_words(pa, out.as_mut_ptr(), n) }
+    fn with_frame_words<R>(&self, pfn: Pfn, f: impl FnOnce(&[AtomicU64]) -> R) -> Option<R> {
+        // SAFETY: any frame number is accepted; the address is null unless the frame is RAM.
+        let va = unsafe { c::hps_c_frame_va(pfn.0) };
+        if va.is_null() {
+            return None;
+        }
+        // SAFETY: `va` is the direct-map address of a RAM frame: 4 KiB, 8-byte aligned and
+        // mapped for as long as the kernel runs. Other CPUs may write it concurrently, which
+        // is why it is read through atomics (plain loads on x86).
+        let words = unsafe { core::slice::from_raw_parts(va.cast::<AtomicU64>(), 512) };
+        Some(f(words))
     }
 
     fn host_msr(&self, msr: u32) -> Option<u64> {
@@ -1195,6 +1208,46 @@ fn frame_census(out: &mut c::Stats) {
     out.frames_vm = census.vm;
     out.frames_shared = census.shared;
     out.frames_protected = census.protected;
+}
+
+/// # Safety
+///
+/// Called by `hps_glue.c` (debugfs `vm_frames`) with `out` valid for `max` entries.
+#[no_mangle]
+unsafe extern "C" fn hps_rs_vm_frames(out: *mut c::VmFrame, max: u32) -> u32 {
+    let Ok(max) = usize::try_from(max) else {
+        return 0;
+    };
+    // SAFETY: the C caller passes an array valid for `max` entries.
+    let out = unsafe { core::slice::from_raw_parts_mut(out, max) };
+    let mut found = 0usize;
+    let mut pfn = 0u64;
+    let mut chunk = [(Pfn(0), VmId::from_raw(0), false, 0u64); 16];
+    while found < out.len() {
+        let r = locked(|b, _| {
+            let (end, n) = b.vm_frames(pfn, SCAN_CHUNK, &mut chunk);
+            (end, n, end < b.verifier().frame_count())
+        });
+        let Some((end, n, more)) = r else {
+            break;
+        };
+        for (f, vm, live, maps) in chunk.iter().take(n) {
+            if let Some(slot) = out.get_mut(found) {
+                *slot = c::VmFrame {
+                    pfn: f.0,
+                    maps: *maps,
+                    owner: vm.to_raw(),
+                    live: u32::from(*live),
+                };
+                found = found.saturating_add(1);
+            }
+        }
+        if !more {
+            break;
+        }
+        pfn = end;
+    }
+    u32::try_from(found).unwrap_or(0)
 }
 
 /// # Safety

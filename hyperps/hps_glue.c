@@ -435,13 +435,10 @@ bool hps_c_read_phys(u64 pa, u64 *val)
 	return true;
 }
 
-bool hps_c_read_phys_words(u64 pa, u64 *out, u32 n)
+/* The direct-map address of a RAM frame, or NULL. */
+void *hps_c_frame_va(u64 pfn)
 {
-	if (!pfn_valid(PHYS_PFN(pa)) || !IS_ALIGNED(pa, sizeof(u64)) ||
-	    offset_in_page(pa) + (u64)n * sizeof(u64) > PAGE_SIZE)
-		return false;
-	memcpy(out, __va(pa), n * sizeof(u64));
-	return true;
+	return pfn_valid(pfn) ? pfn_to_kaddr(pfn) : NULL;
 }
 
 /* HOST_RIP must point into module space (kvm_intel's vmx_vmexit). */
@@ -702,6 +699,38 @@ static int hps_refusals_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(hps_refusals);
 
+#define HPS_VM_FRAMES_SHOWN	64
+
+/*
+ * The first frames that VMs own, with what the kernel says of them: once
+ * every VM is gone and its VMM has exited, a frame listed here is one that
+ * the page allocator never got back.
+ */
+static int hps_vm_frames_show(struct seq_file *m, void *v)
+{
+	struct hps_vm_frame *f = kcalloc(HPS_VM_FRAMES_SHOWN, sizeof(*f), GFP_KERNEL);
+	u32 i, n;
+
+	if (!f)
+		return -ENOMEM;
+	n = hps_rs_vm_frames(f, HPS_VM_FRAMES_SHOWN);
+	for (i = 0; i < n; i++) {
+		struct page *page = pfn_valid(f[i].pfn) ? pfn_to_page(f[i].pfn) : NULL;
+
+		seq_printf(m, "pfn 0x%llx vm 0x%x %s maps %llu",
+			   f[i].pfn, f[i].owner,
+			   f[i].live ? "live" : "destroyed", f[i].maps);
+		if (page)
+			seq_printf(m, " refcount %d mapcount %d flags %pGp",
+				   page_ref_count(page), folio_mapcount(page_folio(page)),
+				   &page->flags);
+		seq_putc(m, '\n');
+	}
+	kfree(f);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(hps_vm_frames);
+
 int hps_c_init(void)
 {
 	pr_info("a VM's frames stay its own until the page allocator frees them; HyperPS scrubs them there\n");
@@ -709,6 +738,7 @@ int hps_c_init(void)
 	hps_dir = debugfs_create_dir("hyperps", NULL);
 	debugfs_create_file("counters", 0400, hps_dir, NULL, &hps_counters_fops);
 	debugfs_create_file("refusals", 0400, hps_dir, NULL, &hps_refusals_fops);
+	debugfs_create_file("vm_frames", 0400, hps_dir, NULL, &hps_vm_frames_fops);
 	return 0;
 }
 

@@ -37,6 +37,12 @@ struct hps_stats {
 	u64 frames_host, frames_vm, frames_shared, frames_protected;
 };
 
+/* A frame a VM owns (debugfs vm_frames). */
+struct hps_vm_frame {
+	u64 pfn, maps;
+	u32 owner, live;
+};
+
 struct hps_refusal {
 	u64 seq, subject, old, new;
 	u32 class;
@@ -83,6 +89,7 @@ int hps_rs_pgd_add(u64 pa, unsigned int nr_pages);
 void hps_rs_pgd_remove(u64 pa, unsigned int nr_pages);
 int hps_rs_free_pages(unsigned long pfn, unsigned int order);
 void hps_rs_stats(struct hps_stats *out);
+u32 hps_rs_vm_frames(struct hps_vm_frame *out, u32 max);
 void hps_rs_deferred_work(void);
 
 /* Called from Rust. */
@@ -117,7 +124,7 @@ bool hps_c_frames_equal(u64 a, u64 b);
 void hps_c_scrub(u64 pfn);
 bool hps_c_pgd_is_new(u64 pa, unsigned int nr_pages);
 bool hps_c_read_phys(u64 pa, u64 *val);
-bool hps_c_read_phys_words(u64 pa, u64 *out, u32 n);
+void *hps_c_frame_va(u64 pfn);
 bool hps_c_module_addr(u64 addr);
 void hps_c_report(u32 class, const char *reason, size_t len, u64 subject,
 		  u64 old, u64 new, bool enforced);

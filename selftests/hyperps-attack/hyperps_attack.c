@@ -772,6 +772,42 @@ static int attack_msr_bitmap(struct attack_vm_args *a, const char *name,
 	return ret;
 }
 
+/*
+ * The guest's EFER without NX loaded at entry, and the exit told not to load
+ * the host's back: each VMWRITE is legal alone, the pair leaves the host with
+ * NX off after the exit.
+ */
+static int attack_efer_fn(void *arg)
+{
+	unsigned long entry, exit;
+	u64 efer;
+	int ret;
+
+	ret = attack_vmread(VM_ENTRY_CONTROLS, &entry);
+	if (!ret)
+		ret = attack_vmread(VM_EXIT_CONTROLS, &exit);
+	if (ret)
+		return ret;
+	rdmsrl(MSR_EFER, efer);
+	if (attack_hooked_vmwrite(GUEST_IA32_EFER, efer & ~EFER_NX) ||
+	    attack_hooked_vmwrite(VM_EXIT_CONTROLS,
+				  exit & ~VM_EXIT_LOAD_IA32_EFER) ||
+	    attack_hooked_vmwrite(VM_ENTRY_CONTROLS,
+				  entry | VM_ENTRY_LOAD_IA32_EFER))
+		return -EPERM;
+	return 0;
+}
+
+static int attack_efer(struct attack_vm_args *a, const char *name)
+{
+	int ret = attack_on_vcpu(a->attacker, attack_efer_fn, NULL);
+
+	if (!ret)
+		result("armed %s guest EFER without NX, host EFER not reloaded\n",
+		       name);
+	return ret;
+}
+
 static int attack_msr_disarm(struct attack_vm_args *a, const char *name)
 {
 	struct msr_list_attack l = {
@@ -1042,6 +1078,8 @@ static int attack_vm_run(const char *attack, struct attack_vm_args *a)
 		rdmsrl(MSR_EFER, v);
 		return attack_msr_list(a, attack, false, MSR_EFER, v);
 	}
+	if (IS("entry_efer_without_exit_load"))
+		return attack_efer(a, attack);
 	if (IS("msr_bitmap_lstar_write"))
 		/* The guest's syscall entry would stay in the host after the exit. */
 		return attack_msr_bitmap(a, attack, MSR_LSTAR);

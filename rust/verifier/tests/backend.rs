@@ -1073,6 +1073,7 @@ fn the_msr_bitmap_passes_through_only_switched_msrs() {
     pass_through(&mut w.p, bitmap, 0xc000_0082, true);
     assert!(b.vm_entry(&mut w.p));
     assert_eq!(w.p.last(), Some(Denial::MsrBitmapPassThrough));
+    assert_eq!(w.p.reports.last().map(|r| r.subject), Some(0xc000_0082));
     assert_eq!(w.p.killed.last(), Some(&a.kvm));
     w.p.phys
         .insert(bitmap + (16384 + 8192 + 0x82) / 64 * 8, u64::MAX);
@@ -1089,6 +1090,7 @@ fn the_msr_bitmap_passes_through_only_switched_msrs() {
     pass_through(&mut w.p, bitmap, 0x808, true);
     assert!(b.vm_entry(&mut w.p));
     w.p.vmcs.insert(0x401e, 1 << 4);
+    pass_through(&mut w.p, bitmap, 0x808, false);
     assert!(!b.vm_entry(&mut w.p));
     pass_through(&mut w.p, bitmap, 0x830, true);
     assert!(b.vm_entry(&mut w.p));
@@ -1097,4 +1099,47 @@ fn the_msr_bitmap_passes_through_only_switched_msrs() {
     w.p.vmcs.insert(0x2004, 2000 << 12);
     assert!(b.vm_entry(&mut w.p));
     assert_eq!(w.p.last(), Some(Denial::BadAddress));
+}
+
+/// Class 6: a guest EFER loaded at entry goes back to the host's at the exit, through the
+/// VM-exit controls or the VM-exit MSR-load list, unless it is the host's anyway.
+#[test]
+fn a_guest_efer_loaded_at_entry_is_restored_at_exit() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let (a, _) = two_vms(&mut b, &mut w);
+    let info = new_vcpu(&mut b, &mut w, &a, 0x100).unwrap();
+    let vmxon = w.p.kernel_page();
+    w.p.mm = a.mm;
+    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
+    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    let host_efer = 0xd01;
+    // Entry loads the guest's EFER (NX off); the exit loads nothing back.
+    w.p.vmcs.insert(0x4012, 1 << 15);
+    w.p.vmcs.insert(0x2806, 0x501);
+    assert!(b.vm_entry(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::HostStateNotRestored));
+    // The exit loads HOST_IA32_EFER: only the live value.
+    w.p.vmcs.insert(0x400c, 1 << 21);
+    w.p.vmcs.insert(0x2c02, 0x501);
+    assert!(b.vm_entry(&mut w.p));
+    w.p.vmcs.insert(0x2c02, host_efer);
+    assert!(!b.vm_entry(&mut w.p));
+    // Or the VM-exit MSR-load list restores it.
+    w.p.vmcs.insert(0x400c, 0);
+    let list = info.msr_autoload_guest_pa;
+    w.p.phys.insert(list, 0xc000_0080);
+    w.p.phys.insert(list + 8, host_efer);
+    w.p.set_msr_lists((0, 0), (list, 1));
+    assert!(!b.vm_entry(&mut w.p));
+    // Or the guest's EFER is the host's.
+    w.p.set_msr_lists((0, 0), (0, 0));
+    w.p.vmcs.insert(0x2806, host_efer);
+    assert!(!b.vm_entry(&mut w.p));
+    // CET state loaded at entry only with the exit loading the host's.
+    w.p.vmcs.insert(0x4012, 1 << 20);
+    assert!(b.vm_entry(&mut w.p));
+    w.p.vmcs.insert(0x400c, 1 << 28);
+    assert!(!b.vm_entry(&mut w.p));
 }

@@ -120,6 +120,7 @@ static const struct {
 	{ "exit_msr_load_efer_nx_off",	"vmcs",		ARMED | STOPS | ENFORCE_ONLY },
 	{ "entry_msr_load_unrestored",	"vmcs",		ARMED | STOPS },
 	{ "msr_bitmap_lstar_write",	"vmcs",		ARMED | STOPS },
+	{ "entry_efer_without_exit_load", "vmcs",	ARMED | STOPS | ENFORCE_ONLY },
 	/* Switching the hooks off through exported functions. */
 	{ "static_key_disable",		NULL,		SEAL },
 	{ "static_key_slow_dec",	NULL,		SEAL },

@@ -238,6 +238,9 @@ pub enum Denial {
     /// The MSR bitmap lets the guest read or write an MSR directly that neither the VMCS nor
     /// KVM switches between guest and host.
     MsrBitmapPassThrough,
+    /// State that the VM-entry controls load (`EFER`, CET) would not be restored to the
+    /// host's at the VM exit.
+    HostStateNotRestored,
 
     // --- VMX instructions and control registers ---------------------------------------------
     /// `VMXON` with a region that is not the registered region of this CPU, or already on.

@@ -4,6 +4,7 @@
 //! contents, host MSRs and registers, and a record of what the backend reported and stopped.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
 
 use hyperps_verifier::policy::backend::*;
 use hyperps_verifier::*;
@@ -165,6 +166,20 @@ impl Platform for Mock {
 
     fn pgd_is_new(&self, root: Pfn, _pages: u32) -> bool {
         self.new_pgds.contains(&root.0)
+    }
+
+    fn with_frame_words<R>(&self, pfn: Pfn, f: impl FnOnce(&[AtomicU64]) -> R) -> Option<R> {
+        let words: Vec<AtomicU64> = (0..512)
+            .map(|i| {
+                AtomicU64::new(
+                    self.phys
+                        .get(&((pfn.0 << 12) + i * 8))
+                        .copied()
+                        .unwrap_or(0),
+                )
+            })
+            .collect();
+        Some(f(&words))
     }
 
     fn read_phys(&self, pa: u64) -> Option<u64> {

@@ -444,6 +444,31 @@ impl<'a> Backend<'a> {
         Ok(true)
     }
 
+    /// Lists the frames from `start` on, up to `count` of them, that a VM owns (live or
+    /// destroyed), into `out` as (frame, owner, owner is live, EPT and VMCS mappings).
+    /// Returns where the scan stopped and how many were listed.
+    pub fn vm_frames(
+        &self,
+        start: u64,
+        count: u64,
+        out: &mut [(Pfn, VmId, bool, u64)],
+    ) -> (u64, usize) {
+        let end = start.saturating_add(count).min(self.v.frame_count());
+        let mut n = 0usize;
+        let mut pfn = start;
+        while pfn < end && n < out.len() {
+            if let Some(FrameState::Vm(o)) = self.v.frame_state(Pfn(pfn)) {
+                let maps = self.v.frame_mappings(Pfn(pfn)).map_or(0, |(all, _)| all);
+                if let Some(slot) = out.get_mut(n) {
+                    *slot = (Pfn(pfn), o, self.v.vm_is_live(o), maps);
+                    n = n.saturating_add(1);
+                }
+            }
+            pfn = pfn.saturating_add(1);
+        }
+        (pfn, n)
+    }
+
     /// Counts the frames from `start` on, up to `count` of them, by owner.
     pub fn census(&self, start: u64, count: u64, out: &mut Census) -> u64 {
         let end = start.saturating_add(count).min(self.v.frame_count());

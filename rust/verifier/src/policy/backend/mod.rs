@@ -38,6 +38,8 @@ pub use self::frames::Census;
 pub use self::memslots::{Memslot, MemslotRecord};
 pub use self::vmx::{NestedInfo, VcpuInfo, VcpuSlot, VmSlot};
 
+use core::sync::atomic::AtomicU64;
+
 use super::denial::{CheckClass, Denial};
 use super::ownership::Scrubber;
 use super::types::{CpuId, PageSize, Pfn, VcpuId, VmId};
@@ -156,19 +158,9 @@ pub trait Platform: Scrubber {
     fn pgd_is_new(&self, root: Pfn, pages: u32) -> bool;
     /// Reads 8 bytes of kernel memory at physical address `pa` (8-byte aligned).
     fn read_phys(&self, pa: u64) -> Option<u64>;
-    /// Reads `out.len()` words of kernel memory from physical address `pa` (8-byte aligned,
-    /// within one page). False if any cannot be read.
-    fn read_phys_words(&self, pa: u64, out: &mut [u64]) -> bool {
-        let mut at = pa;
-        for w in out.iter_mut() {
-            match self.read_phys(at) {
-                Some(v) => *w = v,
-                None => return false,
-            }
-            at = at.saturating_add(8);
-        }
-        true
-    }
+    /// Calls `f` with the 512 words of the 4 KiB frame `pfn`, read in place (another CPU may
+    /// write them meanwhile, hence atomics). `None` if `pfn` is not RAM.
+    fn with_frame_words<R>(&self, pfn: Pfn, f: impl FnOnce(&[AtomicU64]) -> R) -> Option<R>;
     /// The value of a host MSR on this CPU, read with `rdmsr`.
     fn host_msr(&self, msr: u32) -> Option<u64>;
     /// A host value read from this CPU.

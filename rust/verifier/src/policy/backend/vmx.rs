@@ -14,6 +14,8 @@
 //! * pages become HyperPS pages only if the kernel allocated them for itself, never pages of
 //!   a process.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use super::super::denial::{CheckClass, Denial};
 use super::super::records::{AuxKind, AuxOwner, FrameState, Protected, VmcsKind};
 use super::super::types::{CpuId, Hpa, PageSize, Pfn, VcpuId, VmId, VmcsField, Vpid, PAGE_SIZE};
@@ -179,6 +181,9 @@ struct MsrLists {
     exit_load_count: u32,
     /// `VM_EXIT_MSR_STORE_COUNT`.
     exit_store_count: u32,
+    /// What a refused entry check is about, if not the VM-exit load list: the MSR that the
+    /// bitmap passes through, the descriptor's address.
+    subject: Option<u64>,
 }
 
 /// MSRs that KVM 6.12 switches through the MSR-load lists (`add_atomic_switch_msr()`): EFER
@@ -198,16 +203,17 @@ pub(super) const SWITCHED_MSRS: [u32; 5] = [
 /// * `SPEC_CTRL`: KVM restores the host's right after the exit; `PRED_CMD`, `FLUSH_CMD`:
 ///   write-only commands; `XFD`, `XFD_ERR`: switched with the FPU state;
 /// * TSC and the C-state residency counters: read only;
-/// * x2APIC: only with "virtualise x2APIC mode", reads with APIC-register virtualisation, and
-///   writes of TPR, and of EOI and self-IPI with virtual-interrupt delivery (the CPU handles
-///   them in the virtual APIC; any other write would reach the host's APIC).
-fn msr_pass_through_allowed(msr: u32, write: bool, secondary: u32) -> bool {
+/// * x2APIC: only with "virtualise x2APIC mode": TPR, other reads with APIC-register
+///   virtualisation, and writes of EOI and self-IPI with virtual-interrupt delivery (the CPU
+///   handles them in the virtual APIC; any other write would reach the host's APIC).
+const fn msr_pass_through_allowed(msr: u32, write: bool, secondary: u32) -> bool {
     match msr {
         0xc000_0100..=0xc000_0102 | 0x174..=0x176 | 0x48 | 0x49 | 0x10b | 0x1c4 | 0x1c5 => true,
         0x10 | 0x660 | 0x3fc..=0x3fe => !write,
         0x800..=0x8ff if secondary & SECONDARY_VIRT_X2APIC != 0 => {
             if !write {
-                secondary & SECONDARY_APIC_REGISTER_VIRT != 0
+                // TPR reads come from the virtual APIC with x2APIC virtualisation alone.
+                msr == 0x808 || secondary & SECONDARY_APIC_REGISTER_VIRT != 0
             } else {
                 msr == 0x808
                     || (matches!(msr, 0x80b | 0x83f)
@@ -217,6 +223,107 @@ fn msr_pass_through_allowed(msr: u32, write: bool, secondary: u32) -> bool {
         _ => false,
     }
 }
+
+/// `IA32_EFER`.
+const MSR_EFER: u32 = 0xc000_0080;
+/// VM-entry: load `IA32_EFER`.
+const ENTRY_LOAD_EFER: u32 = 1 << 15;
+/// VM-entry: load CET state.
+const ENTRY_LOAD_CET: u32 = 1 << 20;
+/// VM-exit: load `IA32_EFER`.
+const EXIT_LOAD_EFER: u32 = 1 << 21;
+/// VM-exit: load CET state.
+const EXIT_LOAD_CET: u32 = 1 << 28;
+
+/// The first MSR that word `n` of an MSR bitmap covers (its bit `b` is this MSR plus `b`): four
+/// quarters of 128 words, reads of the low MSRs (0 on), reads of the high ones (0xc0000000
+/// on), then the same for writes.
+const fn word_first_msr(n: u64) -> u32 {
+    let base = if (n / 128) % 2 == 1 {
+        0xc000_0000u32
+    } else {
+        0
+    };
+    // n % 128 < 128, so the product fits in 13 bits.
+    base | (((n % 128) as u32) << 6)
+}
+
+/// The bits of word `n` that may be clear (pass-through) with the secondary controls
+/// `secondary`.
+const fn allowed_word(n: u64, secondary: u32) -> u64 {
+    let first = word_first_msr(n);
+    let write = n >= 256;
+    let mut mask = 0u64;
+    let mut b = 0u32;
+    while b < 64 {
+        if msr_pass_through_allowed(first | b, write, secondary) {
+            mask |= 1 << b;
+        }
+        b = b.wrapping_add(1);
+    }
+    mask
+}
+
+/// The AND of `words`, eight at a time (this runs over a whole MSR bitmap at every entry).
+fn and_all(words: &[AtomicU64]) -> u64 {
+    let load = |w: &AtomicU64| w.load(Ordering::Relaxed);
+    let mut all = u64::MAX;
+    let mut chunks = words.chunks_exact(8);
+    for c in &mut chunks {
+        if let [a, b, c, d, e, f, g, h] = c {
+            all &= load(a) & load(b) & load(c) & load(d) & load(e) & load(f) & load(g) & load(h);
+        }
+    }
+    for w in chunks.remainder() {
+        all &= load(w);
+    }
+    all
+}
+
+/// Number of MSR-bitmap words in which the fixed allowlist (without the x2APIC controls)
+/// allows a clear bit.
+const ALLOWLIST_LEN: usize = {
+    let mut count = 0usize;
+    let mut n = 0u64;
+    while n < 512 {
+        if allowed_word(n, 0) != 0 {
+            count = count.wrapping_add(1);
+        }
+        n = n.wrapping_add(1);
+    }
+    count
+};
+
+/// Those words, in order, and the bits each allows, built at compile time: every other word
+/// must be all ones, which the entry check tests with one AND per word.
+// Evaluated by the compiler: an index out of range would fail the build, never panic.
+#[allow(clippy::indexing_slicing)]
+const ALLOWLIST_WORDS: [u16; ALLOWLIST_LEN] = {
+    let mut t = [0u16; ALLOWLIST_LEN];
+    let mut i = 0usize;
+    let mut n = 0u16;
+    while n < 512 {
+        if allowed_word(n as u64, 0) != 0 {
+            t[i] = n;
+            i = i.wrapping_add(1);
+        }
+        n = n.wrapping_add(1);
+    }
+    t
+};
+
+/// The allowed bits of each of [`ALLOWLIST_WORDS`].
+// Evaluated by the compiler: an index out of range would fail the build, never panic.
+#[allow(clippy::indexing_slicing)]
+const ALLOWLIST_MASKS: [u64; ALLOWLIST_LEN] = {
+    let mut t = [0u64; ALLOWLIST_LEN];
+    let mut i = 0usize;
+    while i < ALLOWLIST_LEN {
+        t[i] = allowed_word(ALLOWLIST_WORDS[i] as u64, 0);
+        i = i.wrapping_add(1);
+    }
+    t
+};
 
 /// Primary: use MSR bitmaps.
 const PRIMARY_USE_MSR_BITMAPS: u32 = 1 << 28;
@@ -1300,9 +1407,10 @@ impl<'a> Backend<'a> {
             Some((vcpu, vm, kind)) => self.entry_verdict(p, cpu, (vcpu, vm, kind), &mut lists),
             None => Err(Denial::NoCurrentVmcs),
         };
+        let subject = lists.subject.unwrap_or(lists.exit_load_addr);
         let verdict = self.v.record(
             CheckClass::Vmcs,
-            lists.exit_load_addr,
+            subject,
             u64::from(lists.entry_load_count),
             u64::from(lists.exit_load_count),
             verdict,
@@ -1316,7 +1424,7 @@ impl<'a> Backend<'a> {
                     Refusal {
                         class: CheckClass::Vmcs,
                         denial: d,
-                        subject: lists.exit_load_addr,
+                        subject,
                         old: u64::from(lists.entry_load_count),
                         new: u64::from(lists.exit_load_count),
                         kvm,
@@ -1346,13 +1454,19 @@ impl<'a> Backend<'a> {
         };
         if primary & PRIMARY_USE_MSR_BITMAPS != 0 {
             let bitmap = read(VmcsField::MSR_BITMAP)?;
-            self.msr_bitmap_verdict(p, vcpu, bitmap, secondary)?;
+            self.msr_bitmap_verdict(p, vcpu, bitmap, secondary)
+                .map_err(|(d, msr)| {
+                    lists.subject = Some(msr);
+                    d
+                })?;
         }
         // A vmcs02's descriptor is L1's; no notification is sent by its NV/NDST (KVM offers
         // L1 neither IPI virtualisation nor device posted interrupts).
         if kind == VmcsKind::Vmcs01 && pin & PIN_POSTED_INTR != 0 {
             let desc = read(VmcsField::POSTED_INTR_DESC_ADDR)?;
+            lists.subject = Some(desc);
             self.pi_desc_verdict(p, AuxOwner::Vcpu(vcpu), desc, true)?;
+            lists.subject = None;
             let tertiary = if primary & PRIMARY_ACTIVATE_TERTIARY != 0 {
                 read(VmcsField::TERTIARY_VM_EXEC_CONTROL)?
             } else {
@@ -1367,13 +1481,65 @@ impl<'a> Backend<'a> {
         lists.entry_load_count = read32(VmcsField::VM_ENTRY_MSR_LOAD_COUNT)?;
         lists.exit_load_count = read32(VmcsField::VM_EXIT_MSR_LOAD_COUNT)?;
         lists.exit_store_count = read32(VmcsField::VM_EXIT_MSR_STORE_COUNT)?;
-        if lists.entry_load_count | lists.exit_load_count | lists.exit_store_count == 0 {
+        if lists.entry_load_count | lists.exit_load_count | lists.exit_store_count != 0 {
+            lists.entry_load_addr = read(VmcsField::VM_ENTRY_MSR_LOAD_ADDR)?;
+            lists.exit_load_addr = read(VmcsField::VM_EXIT_MSR_LOAD_ADDR)?;
+            lists.exit_store_addr = read(VmcsField::VM_EXIT_MSR_STORE_ADDR)?;
+            self.msr_lists_verdict(p, vcpu, lists)?;
+        }
+        let entry = read32(VmcsField::VM_ENTRY_CONTROLS)?;
+        if entry & (ENTRY_LOAD_EFER | ENTRY_LOAD_CET) != 0 {
+            let exit = read32(VmcsField::VM_EXIT_CONTROLS)?;
+            self.host_state_restored_verdict(p, lists, entry, exit, read)?;
+        }
+        Ok(())
+    }
+
+    /// State the VM-entry controls load into the CPU must go back to the host's at the exit:
+    /// a guest `EFER` (NX off, say) is replaced by the host's through the VM-exit controls
+    /// (`HOST_IA32_EFER` is the live value) or the VM-exit MSR-load list (checked above), unless
+    /// it is the host's value anyway; guest CET state only through the VM-exit controls. KVM
+    /// sets the entry and exit controls together; which one it uses changes at run time, so
+    /// this is checked at entry, not at the write of either control.
+    fn host_state_restored_verdict(
+        &self,
+        p: &impl Platform,
+        lists: &MsrLists,
+        entry: u32,
+        exit: u32,
+        read: impl Fn(VmcsField) -> Result<u64, Denial>,
+    ) -> Result<(), Denial> {
+        if entry & ENTRY_LOAD_CET != 0 && exit & EXIT_LOAD_CET == 0 {
+            return Err(Denial::HostStateNotRestored);
+        }
+        if entry & ENTRY_LOAD_EFER == 0 {
             return Ok(());
         }
-        lists.entry_load_addr = read(VmcsField::VM_ENTRY_MSR_LOAD_ADDR)?;
-        lists.exit_load_addr = read(VmcsField::VM_EXIT_MSR_LOAD_ADDR)?;
-        lists.exit_store_addr = read(VmcsField::VM_EXIT_MSR_STORE_ADDR)?;
-        self.msr_lists_verdict(p, vcpu, lists)
+        let live = p.host_msr(MSR_EFER).ok_or(Denial::HostStateNotRestored)?;
+        if exit & EXIT_LOAD_EFER != 0 {
+            return if read(VmcsField::HOST_IA32_EFER)? == live {
+                Ok(())
+            } else {
+                Err(Denial::HostStateNotRestored)
+            };
+        }
+        if read(VmcsField::GUEST_IA32_EFER)? == live {
+            return Ok(());
+        }
+        let mut restored = false;
+        for i in 0..lists.exit_load_count {
+            let at = lists
+                .exit_load_addr
+                .saturating_add(u64::from(i).saturating_mul(MSR_ENTRY_BYTES));
+            if p.read_phys(at).map(|index| index as u32) == Some(MSR_EFER) {
+                restored = true;
+            }
+        }
+        if restored {
+            Ok(())
+        } else {
+            Err(Denial::HostStateNotRestored)
+        }
     }
 
     /// The MSR bitmap at `pa` must be an MSR-bitmap page of `vcpu` that passes through (a clear
@@ -1386,7 +1552,7 @@ impl<'a> Backend<'a> {
         vcpu: VcpuId,
         pa: u64,
         secondary: u32,
-    ) -> Result<(), Denial> {
+    ) -> Result<(), (Denial, u64)> {
         let hpa = Hpa(pa);
         let owned = hpa.is_page_aligned()
             && matches!(self.v.frame_state(hpa.pfn()), Some(FrameState::Protected(Protected::Aux {
@@ -1395,34 +1561,37 @@ impl<'a> Backend<'a> {
                 ..
             })) if o == vcpu);
         if !owned {
-            return Err(Denial::BadAddress);
+            return Err((Denial::BadAddress, pa));
         }
-        let mut chunk = [0u64; 32];
-        for first in (0..512u64).step_by(chunk.len()) {
-            if !p.read_phys_words(pa.saturating_add(first.saturating_mul(8)), &mut chunk) {
-                return Err(Denial::BadAddress);
-            }
-            for (n, word) in (first..).zip(chunk.iter()) {
-                if *word == u64::MAX {
-                    continue;
+        // A clear bit passes the MSR through. Every entry reads the whole page, so the common
+        // case is one pass that ANDs each word with the bits the fixed allowlist allows; only
+        // if that finds a clear bit are the x2APIC words, which depend on the controls, and
+        // the culprit worked out.
+        let verdict = p.with_frame_words(hpa.pfn(), |words| {
+            let mut all = u64::MAX;
+            let mut start = 0usize;
+            for (&special, &allowed) in ALLOWLIST_WORDS.iter().zip(ALLOWLIST_MASKS.iter()) {
+                let special = usize::from(special);
+                all &= and_all(words.get(start..special).unwrap_or(&[]));
+                if let Some(w) = words.get(special) {
+                    all &= w.load(Ordering::Relaxed) | allowed;
                 }
-                // Four quarters of 128 words: reads of the low MSRs, reads of the high ones
-                // (0xc0000000 on), then the same for writes.
-                let quarter = n / 128;
-                let base = if quarter % 2 == 1 { 0xc000_0000u32 } else { 0 };
-                let first_msr = u32::try_from((n % 128).saturating_mul(64)).unwrap_or(u32::MAX);
-                for b in 0..64u32 {
-                    if word & (1u64 << b) != 0 {
-                        continue;
-                    }
-                    let msr = base | first_msr | b;
-                    if !msr_pass_through_allowed(msr, quarter >= 2, secondary) {
-                        return Err(Denial::MsrBitmapPassThrough);
-                    }
+                start = special.saturating_add(1);
+            }
+            all &= and_all(words.get(start..).unwrap_or(&[]));
+            if all == u64::MAX {
+                return Ok(());
+            }
+            for (n, w) in (0u64..).zip(words.iter()) {
+                let bad = !w.load(Ordering::Relaxed) & !allowed_word(n, secondary);
+                if bad != 0 {
+                    let msr = word_first_msr(n) | bad.trailing_zeros();
+                    return Err((Denial::MsrBitmapPassThrough, u64::from(msr)));
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        });
+        verdict.unwrap_or(Err((Denial::BadAddress, pa)))
     }
 
     /// The posted-interrupt descriptor at `pa` must be a descriptor page of `owner` (a vCPU,
