@@ -6,7 +6,8 @@
 //! * **Refused means unchanged**: after every call that was refused, every frame's state and
 //!   mapping counts, the VMs, vCPUs, memslots and deferred frees are exactly as before.
 //! * **Isolation**: every leaf of a VM maps a frame the VM owns (or a share read-only), and a
-//!   frame that goes from one VM to the other was scrubbed on the way.
+//!   frame that goes from one VM to another was scrubbed on the way, unless the first VM was
+//!   destroyed and the second is its own VMM's next VM (a restart keeps the guest memory).
 
 mod common;
 
@@ -80,6 +81,10 @@ enum Op {
         gfn: u64,
         frame: usize,
     },
+    /// The VMM of VM `vm` destroys it and creates its next VM over the same memory.
+    Restart {
+        vm: usize,
+    },
 }
 
 /// Frames an op may name: each VM's memory, shared and kernel pages, EPT tables.
@@ -127,6 +132,7 @@ fn op() -> impl Strategy<Value = Op> {
             apic
         }),
         (0usize..2, gfn, frame).prop_map(|(mm, gfn, frame)| Op::Remap { mm, gfn, frame }),
+        vm.prop_map(|vm| Op::Restart { vm }),
     ]
 }
 
@@ -159,7 +165,50 @@ fn mm_of(i: usize) -> Handle {
     MM.get(i).map_or(Handle::NONE, |m| Handle(*m))
 }
 
-fn run(b: &mut Backend<'_>, p: &mut Mock, t: &mut EptMem, vms: &[TestVm; 2], f: &[u64], op: &Op) {
+/// Tears `v` down as KVM does (its leaves, its tables, then the VM) and, if KVM could destroy
+/// it (no vCPU left), creates the VMM's next VM over the same memory slot. Returns the new VM.
+fn restart(
+    b: &mut Backend<'_>,
+    p: &mut Mock,
+    t: &mut EptMem,
+    v: &TestVm,
+    kvm: usize,
+) -> Option<TestVm> {
+    p.mm = v.mm;
+    for g in 0..6u64 {
+        let _ = v.zap(b, p, t, GFN_BASE + g);
+    }
+    let unlink = [
+        (v.l2, (GFN_BASE / 512) as u16, 2u8),
+        (v.l3, 0, 3),
+        (v.root, 0, 4),
+    ];
+    for (table, index, level) in unlink {
+        let _ = write(b, p, t, table, index, level, NONPRESENT, 0);
+    }
+    let live = b.live_vms();
+    for pt in [v.l1, v.l2, v.l3, v.root] {
+        let _ = b.pt_free(p, pt);
+    }
+    let _ = b.vm_destroy(p, v.kvm);
+    b.deferred_pass1();
+    let mut out = [Pfn(0); 8];
+    b.deferred_pass2(p, &mut out);
+    b.reap_zombies(p);
+    if b.live_vms() == live {
+        return None;
+    }
+    Some(make_vm(b, p, t, kvm, v.mm.0, v.hva))
+}
+
+fn run(
+    b: &mut Backend<'_>,
+    p: &mut Mock,
+    t: &mut EptMem,
+    vms: &mut [TestVm; 2],
+    f: &[u64],
+    op: &Op,
+) {
     let frame = |i: usize| f[i % f.len()];
     match *op {
         Op::Map {
@@ -229,6 +278,12 @@ fn run(b: &mut Backend<'_>, p: &mut Mock, t: &mut EptMem, vms: &[TestVm; 2], f: 
             let hva = vms[mm].hva_of(GFN_BASE + gfn);
             p.map(vms[mm].mm, hva, frame(fr), true);
         }
+        Op::Restart { vm } => {
+            let kvm = vms[vm].kvm.0 + 0x1000;
+            if let Some(next) = restart(b, p, t, &vms[vm], kvm) {
+                vms[vm] = next;
+            }
+        }
     }
 }
 
@@ -242,7 +297,9 @@ fn isolation_holds(b: &Backend<'_>, t: &EptMem, vms: &[TestVm; 2]) -> Result<(),
             }
             let pfn = Pfn((v >> 12) & 0xff_ffff_ffff);
             match b.verifier().frame_state(pfn) {
-                Some(FrameState::Vm(o)) if o == VmId::from_raw((i as u32) << 16) => {}
+                // Slot i is always vms[i]'s: a restart frees the slot and takes it again.
+                Some(FrameState::Vm(o))
+                    if usize::from(o.slot()) == i && b.verifier().vm_is_live(o) => {}
                 Some(FrameState::Shared(_) | FrameState::Zero) if v & 2 == 0 => {}
                 other => {
                     return Err(format!(
@@ -256,70 +313,142 @@ fn isolation_holds(b: &Backend<'_>, t: &EptMem, vms: &[TestVm; 2]) -> Result<(),
     Ok(())
 }
 
+/// Runs `ops` on two VMs of two VMMs and checks the properties after every call.
+fn check_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut p = Mock::new();
+    let mut t = EptMem::default();
+    let a = make_vm(&mut b, &mut p, &mut t, 0xa1, MM[0], HVA[0]);
+    let x = make_vm(&mut b, &mut p, &mut t, 0xb1, MM[1], HVA[1]);
+    let mut vms = [a, x];
+    for (i, vm) in vms.iter().enumerate() {
+        for g in 0..6u64 {
+            let base = if i == 0 { 2000 } else { 3000 };
+            p.map(vm.mm, vm.hva_of(GFN_BASE + g), base + g, true);
+            p.contents.insert(base + g, base + g);
+        }
+    }
+    let f = frames(&vms);
+    let mut last_owner: HashMap<u64, VmId> = HashMap::new();
+    let mut scrubbed_before = 0;
+    for op in ops {
+        let before = snapshot(&b, &vms);
+        let refusals = p.refusals();
+        run(&mut b, &mut p, &mut t, &mut vms, &f, op);
+        // A restart is many calls; each of the others is one.
+        if p.refusals() > refusals && !matches!(op, Op::Restart { .. }) {
+            let after = snapshot(&b, &vms);
+            prop_assert_eq!(&before, &after, "refused {:?} changed the records", op);
+        }
+        if let Err(e) = isolation_holds(&b, &t, &vms) {
+            prop_assert!(false, "after {:?}: {}", op, e);
+        }
+        // A frame becomes a VM's only if that VM's VMM maps it at the VM's memslot.
+        for pfn in 0..FRAMES as u64 {
+            let was = before.frames[pfn as usize].0;
+            let now = b.verifier().frame_state(Pfn(pfn));
+            if now == was {
+                continue;
+            }
+            if let Some(FrameState::Vm(o)) = now {
+                let i = usize::from(o.slot());
+                let vm = &vms[i];
+                let mapped = (0..SLOT_PAGES).any(|g| {
+                    p.maps
+                        .get(&(vm.mm, vm.hva_of(GFN_BASE + g)))
+                        .is_some_and(|m| m.pfn == Pfn(pfn))
+                });
+                prop_assert!(
+                    mapped,
+                    "frame {} became VM {}'s after {:?}, but its VMM does not map it",
+                    pfn,
+                    i,
+                    op
+                );
+            }
+        }
+        // A frame goes from one VM to another only through a scrub, or from a destroyed VM
+        // to the next VM of the same VMM (the same slot here).
+        let scrubbed_now: HashSet<u64> =
+            p.scrubbed[scrubbed_before..].iter().map(|p| p.0).collect();
+        scrubbed_before = p.scrubbed.len();
+        for pfn in 0..FRAMES as u64 {
+            if scrubbed_now.contains(&pfn) {
+                last_owner.remove(&pfn);
+            }
+            if let Some(FrameState::Vm(o)) = b.verifier().frame_state(Pfn(pfn)) {
+                if let Some(prev) = last_owner.insert(pfn, o) {
+                    let restarted = prev.slot() == o.slot() && !b.verifier().vm_is_live(prev);
+                    prop_assert!(
+                        prev == o || restarted,
+                        "frame {} went from {:?} to {:?} without a scrub after {:?}",
+                        pfn,
+                        prev,
+                        o,
+                        op
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn refused_means_unchanged_and_vms_stay_isolated(ops in prop::collection::vec(op(), 1..40)) {
-        let mut env = Env::new();
-        let mut b = env.backend();
-        let mut p = Mock::new();
-        let mut t = EptMem::default();
-        let a = make_vm(&mut b, &mut p, &mut t, 0xa1, MM[0], HVA[0]);
-        let x = make_vm(&mut b, &mut p, &mut t, 0xb1, MM[1], HVA[1]);
-        let vms = [a, x];
-        for (i, vm) in vms.iter().enumerate() {
-            for g in 0..6u64 {
-                let base = if i == 0 { 2000 } else { 3000 };
-                p.map(vm.mm, vm.hva_of(GFN_BASE + g), base + g, true);
-                p.contents.insert(base + g, base + g);
-            }
-        }
-        let f = frames(&vms);
-        let mut last_owner: HashMap<u64, VmId> = HashMap::new();
-        let mut scrubbed_before = 0;
-        for op in &ops {
-            let before = snapshot(&b, &vms);
-            let refusals = p.refusals();
-            run(&mut b, &mut p, &mut t, &vms, &f, op);
-            if p.refusals() > refusals {
-                let after = snapshot(&b, &vms);
-                prop_assert_eq!(&before, &after, "refused {:?} changed the records", op);
-            }
-            if let Err(e) = isolation_holds(&b, &t, &vms) {
-                prop_assert!(false, "after {:?}: {}", op, e);
-            }
-            // A frame becomes a VM's only if that VM's VMM maps it at the VM's memslot.
-            for pfn in 0..FRAMES as u64 {
-                let was = before.frames[pfn as usize].0;
-                let now = b.verifier().frame_state(Pfn(pfn));
-                if now == was {
-                    continue;
-                }
-                if let Some(FrameState::Vm(o)) = now {
-                    let i = usize::from(o.slot());
-                    let vm = &vms[i];
-                    let mapped = (0..SLOT_PAGES).any(|g| {
-                        p.maps
-                            .get(&(vm.mm, vm.hva_of(GFN_BASE + g)))
-                            .is_some_and(|m| m.pfn == Pfn(pfn))
-                    });
-                    prop_assert!(mapped, "frame {} became VM {}'s after {:?}, but its VMM does not map it", pfn, i, op);
-                }
-            }
-            // A frame goes from one VM to another only through a scrub.
-            let scrubbed_now: HashSet<u64> = p.scrubbed[scrubbed_before..].iter().map(|p| p.0).collect();
-            scrubbed_before = p.scrubbed.len();
-            for pfn in 0..FRAMES as u64 {
-                if scrubbed_now.contains(&pfn) {
-                    last_owner.remove(&pfn);
-                }
-                if let Some(FrameState::Vm(o)) = b.verifier().frame_state(Pfn(pfn)) {
-                    if let Some(prev) = last_owner.insert(pfn, o) {
-                        prop_assert_eq!(prev, o, "frame {} went from {:?} to {:?} without a scrub after {:?}", pfn, prev, o, op);
-                    }
-                }
-            }
+        check_sequence(&ops)?;
+    }
+}
+
+/// The sequences that matter most, always run: a destroyed VM's memory must not reach another
+/// VMM's VM, through either entry point.
+#[test]
+fn a_destroyed_vms_memory_reaches_no_other_vmm() {
+    // Frames 2000.. are VM 0's memory (index 0 of `frames()`).
+    for second in [
+        Op::Map {
+            vm: 1,
+            gfn: 0,
+            frame: 0,
+            writable: true,
+            mm: 1,
+        },
+        Op::GuestPage {
+            vm: 1,
+            gfn: 0,
+            frame: 0,
+            mm: 1,
+        },
+    ] {
+        let ops = [
+            Op::Map {
+                vm: 0,
+                gfn: 0,
+                frame: 0,
+                writable: true,
+                mm: 0,
+            },
+            Op::Restart { vm: 0 },
+            Op::Remap {
+                mm: 1,
+                gfn: 0,
+                frame: 0,
+            },
+            second,
+            Op::Map {
+                vm: 0,
+                gfn: 0,
+                frame: 0,
+                writable: true,
+                mm: 0,
+            },
+        ];
+        if let Err(e) = check_sequence(&ops) {
+            panic!("{e}");
         }
     }
 }
