@@ -454,6 +454,16 @@ fn new_vcpu(
     b.vcpu_create(&mut w.p, &info, true).map(|()| info)
 }
 
+/// A vCPU of `vm` whose vmcs01 is current on CPU 0, in VMX operation, as before an entry.
+fn running_vcpu(b: &mut Backend<'_>, w: &mut World, vm: &TestVm) -> VcpuInfo {
+    let info = new_vcpu(b, w, vm, 0x100).unwrap();
+    let vmxon = w.p.kernel_page();
+    w.p.mm = vm.mm;
+    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
+    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    info
+}
+
 /// Class 4: a vCPU's pages must be kernel pages; nothing is registered on a refusal.
 #[test]
 fn vcpu_create_takes_only_kernel_pages_and_all_or_nothing() {
@@ -509,12 +519,7 @@ fn vmptrld_from_another_vmm_is_refused() {
     let mut b = env.backend();
     let mut w = world();
     let (a, x) = two_vms(&mut b, &mut w);
-    let info = new_vcpu(&mut b, &mut w, &a, 0x100).unwrap();
-    let vmxon = w.p.kernel_page();
-    w.p.mm = a.mm;
-    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
-    w.p.mm = a.mm;
-    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    let info = running_vcpu(&mut b, &mut w, &a);
     w.p.mm = x.mm;
     assert!(b.vmcs_load(&mut w.p, info.vmcs01_pa));
     assert_eq!(w.p.last(), Some(Denial::WrongContext));
@@ -615,11 +620,7 @@ fn msr_lists_are_checked_before_entry() {
     let mut b = env.backend();
     let mut w = world();
     let (a, _) = two_vms(&mut b, &mut w);
-    let info = new_vcpu(&mut b, &mut w, &a, 0x100).unwrap();
-    let vmxon = w.p.kernel_page();
-    w.p.mm = a.mm;
-    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
-    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    let info = running_vcpu(&mut b, &mut w, &a);
     let list = info.msr_autoload_guest_pa;
     let efer = 0xc000_0080u64;
     let lstar = 0xc000_0082u64;
@@ -881,10 +882,7 @@ fn a_vmcs_naming_a_freed_page_is_not_entered() {
     let mut b = env.backend();
     let mut w = world();
     let (a, _) = two_vms(&mut b, &mut w);
-    let info = new_vcpu(&mut b, &mut w, &a, 0x100).unwrap();
-    let vmxon = w.p.kernel_page();
-    w.p.mm = a.mm;
-    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
+    let info = running_vcpu(&mut b, &mut w, &a);
     let vmcs02 = w.p.kernel_page().0 << 12;
     let nested = NestedInfo {
         kvm: a.kvm,
@@ -934,11 +932,7 @@ fn the_apic_access_page_is_checked_but_not_pinned() {
     let mut b = env.backend();
     let mut w = world();
     let (a, _) = two_vms(&mut b, &mut w);
-    let info = new_vcpu(&mut b, &mut w, &a, 0x100).unwrap();
-    let vmxon = w.p.kernel_page();
-    w.p.mm = a.mm;
-    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
-    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    running_vcpu(&mut b, &mut w, &a);
     // A frame that is not the VM's: refused.
     assert!(b.vmcs_write(&mut w.p, 0x2014, 2006 << 12));
     assert_eq!(w.p.last(), Some(Denial::BadAddress));
@@ -1041,11 +1035,7 @@ fn the_msr_bitmap_passes_through_only_switched_msrs() {
     let mut b = env.backend();
     let mut w = world();
     let (a, _) = two_vms(&mut b, &mut w);
-    let info = new_vcpu(&mut b, &mut w, &a, 0x100).unwrap();
-    let vmxon = w.p.kernel_page();
-    w.p.mm = a.mm;
-    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
-    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    let info = running_vcpu(&mut b, &mut w, &a);
     let bitmap = info.msr_bitmap_pa;
     for i in 0..512 {
         w.p.phys.insert(bitmap + i * 8, u64::MAX);
@@ -1109,11 +1099,7 @@ fn a_guest_efer_loaded_at_entry_is_restored_at_exit() {
     let mut b = env.backend();
     let mut w = world();
     let (a, _) = two_vms(&mut b, &mut w);
-    let info = new_vcpu(&mut b, &mut w, &a, 0x100).unwrap();
-    let vmxon = w.p.kernel_page();
-    w.p.mm = a.mm;
-    assert!(!b.vmxon(&mut w.p, vmxon.0 << 12));
-    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    let info = running_vcpu(&mut b, &mut w, &a);
     let host_efer = 0xd01;
     // Entry loads the guest's EFER (NX off); the exit loads nothing back.
     w.p.vmcs.insert(0x4012, 1 << 15);

@@ -269,19 +269,7 @@ impl<'a> Backend<'a> {
         let vm = match verdict {
             Ok(vm) => vm,
             Err(d) => {
-                let d = self.deny(CheckClass::Registration, d, pfn.0, 0, 0);
-                self.refuse(
-                    p,
-                    Refusal {
-                        class: CheckClass::Registration,
-                        denial: d,
-                        subject: pfn.0,
-                        old: 0,
-                        new: 0,
-                        kvm: Handle::NONE,
-                        value_write: false,
-                    },
-                );
+                let d = self.refuse_op(p, CheckClass::Registration, d, (pfn.0, 0, 0), Handle::NONE);
                 return Err(d);
             }
         };
@@ -319,18 +307,12 @@ impl<'a> Backend<'a> {
                 }
             }
             _ => {
-                let d = self.deny(CheckClass::Registration, Denial::NotPtPage, pfn.0, 0, 0);
-                self.refuse(
+                self.refuse_op(
                     p,
-                    Refusal {
-                        class: CheckClass::Registration,
-                        denial: d,
-                        subject: pfn.0,
-                        old: 0,
-                        new: 0,
-                        kvm: Handle::NONE,
-                        value_write: false,
-                    },
+                    CheckClass::Registration,
+                    Denial::NotPtPage,
+                    (pfn.0, 0, 0),
+                    Handle::NONE,
                 );
                 PtFree::Keep
             }

@@ -304,18 +304,12 @@ impl<'a> Backend<'a> {
         let zero_block = match self.free_verdict(pfn, frames) {
             Ok(z) => z,
             Err((d, at)) => {
-                let d = self.deny(CheckClass::Ownership, d, at.0, 0, u64::from(order));
-                self.refuse(
+                self.refuse_op(
                     p,
-                    Refusal {
-                        class: CheckClass::Ownership,
-                        denial: d,
-                        subject: at.0,
-                        old: 0,
-                        new: u64::from(order),
-                        kvm: Handle::NONE,
-                        value_write: false,
-                    },
+                    CheckClass::Ownership,
+                    d,
+                    (at.0, 0, u64::from(order)),
+                    Handle::NONE,
                 );
                 return true;
             }

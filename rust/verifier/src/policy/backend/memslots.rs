@@ -11,7 +11,7 @@
 
 use super::super::denial::{CheckClass, Denial};
 use super::super::types::{VmId, PAGE_SIZE};
-use super::{Backend, Handle, Platform, Refusal};
+use super::{Backend, Handle, Platform};
 
 /// `KVM_MEM_READONLY`.
 pub(super) const KVM_MEM_READONLY: u32 = 1 << 1;
@@ -127,18 +127,12 @@ impl<'a> Backend<'a> {
         let (vm, entry) = match self.memslot_add_verdict(p, kvm, slot) {
             Ok(v) => v,
             Err(d) => {
-                let d = self.deny(CheckClass::Registration, d, slot.base_gfn, 0, slot.hva);
-                self.refuse(
+                let d = self.refuse_op(
                     p,
-                    Refusal {
-                        class: CheckClass::Registration,
-                        denial: d,
-                        subject: slot.base_gfn,
-                        old: 0,
-                        new: slot.hva,
-                        kvm: Handle::NONE,
-                        value_write: false,
-                    },
+                    CheckClass::Registration,
+                    d,
+                    (slot.base_gfn, 0, slot.hva),
+                    Handle::NONE,
                 );
                 return Err(d);
             }
@@ -187,24 +181,12 @@ impl<'a> Backend<'a> {
             return;
         };
         if !self.in_teardown_of(p, vm) {
-            let d = self.deny(
+            self.refuse_op(
+                p,
                 CheckClass::Registration,
                 Denial::WrongContext,
-                slot.base_gfn,
-                0,
-                0,
-            );
-            self.refuse(
-                p,
-                Refusal {
-                    class: CheckClass::Registration,
-                    denial: d,
-                    subject: slot.base_gfn,
-                    old: 0,
-                    new: slot.hva,
-                    kvm: Handle::NONE,
-                    value_write: false,
-                },
+                (slot.base_gfn, 0, slot.hva),
+                Handle::NONE,
             );
             return;
         }

@@ -320,6 +320,33 @@ impl<'a> Backend<'a> {
         d
     }
 
+    /// Counts and reports a refused bookkeeping op (a free, a registration, a lifecycle op),
+    /// which is enforced in both modes, and stops `kvm` if there is one. `what` is the subject,
+    /// old and new value of the refusal record.
+    fn refuse_op(
+        &mut self,
+        p: &mut impl Platform,
+        class: CheckClass,
+        d: Denial,
+        (subject, old, new): (u64, u64, u64),
+        kvm: Handle,
+    ) -> Denial {
+        let d = self.deny(class, d, subject, old, new);
+        self.refuse(
+            p,
+            Refusal {
+                class,
+                denial: d,
+                subject,
+                old,
+                new,
+                kvm,
+                value_write: false,
+            },
+        );
+        d
+    }
+
     /// Reports a refusal and, if it is enforced, stops `kvm`. A refused *value* write is
     /// enforced only in enforce mode; everything else always is. Returns whether the refused
     /// operation must not happen.

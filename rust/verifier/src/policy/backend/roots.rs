@@ -10,7 +10,7 @@
 use super::super::denial::{CheckClass, Denial};
 use super::super::records::FrameState;
 use super::super::types::Pfn;
-use super::{Backend, Handle, Platform, Refusal};
+use super::{Backend, Handle, Platform};
 
 impl<'a> Backend<'a> {
     /// `pgd_add`: the `pages` frames from `first` on form a page-table root. Returns whether it
@@ -18,18 +18,12 @@ impl<'a> Backend<'a> {
     pub fn pgd_add(&mut self, p: &mut impl Platform, first: Pfn, pages: u32) -> Result<(), Denial> {
         let verdict = self.pgd_verdict(p, first, pages);
         if let Err(d) = verdict {
-            let d = self.deny(CheckClass::Registration, d, first.0, 0, u64::from(pages));
-            self.refuse(
+            let d = self.refuse_op(
                 p,
-                Refusal {
-                    class: CheckClass::Registration,
-                    denial: d,
-                    subject: first.0,
-                    old: 0,
-                    new: u64::from(pages),
-                    kvm: Handle::NONE,
-                    value_write: false,
-                },
+                CheckClass::Registration,
+                d,
+                (first.0, 0, u64::from(pages)),
+                Handle::NONE,
             );
             return Err(d);
         }

@@ -1212,19 +1212,7 @@ impl<'a> Backend<'a> {
             }
             Ok((_, false)) => Ok(()),
             Err(d) => {
-                let d = self.deny(CheckClass::Ownership, d, pfn.0, 0, gfn);
-                self.refuse(
-                    p,
-                    Refusal {
-                        class: CheckClass::Ownership,
-                        denial: d,
-                        subject: pfn.0,
-                        old: 0,
-                        new: gfn,
-                        kvm,
-                        value_write: false,
-                    },
-                );
+                let d = self.refuse_op(p, CheckClass::Ownership, d, (pfn.0, 0, gfn), kvm);
                 Err(d)
             }
         }
