@@ -115,6 +115,7 @@ pub(crate) mod c {
         pub(crate) fn hps_c_pgd_is_new(pa: u64, nr_pages: c_uint) -> bool;
         pub(crate) fn hps_c_read_phys(pa: u64, val: *mut u64) -> bool;
         pub(crate) fn hps_c_frame_va(pfn: u64) -> *mut c_void;
+        pub(crate) fn hps_c_frame_unreferenced(pfn: u64) -> bool;
         pub(crate) fn hps_c_rdmsr(msr: u32, val: *mut u64) -> bool;
         pub(crate) fn hps_c_vmread(field: u32, val: *mut u64) -> bool;
         pub(crate) fn hps_c_host_value(which: u32) -> u64;
@@ -223,6 +224,11 @@ impl Platform for KernelPlatform {
             HPS_FRAME_HUGE_ZERO => FrameKind::HugeZero,
             _ => FrameKind::Unusable,
         }
+    }
+
+    fn frame_unreferenced(&self, pfn: Pfn) -> bool {
+        // SAFETY: any frame number is accepted; an invalid one is reported as referenced.
+        unsafe { c::hps_c_frame_unreferenced(pfn.0) }
     }
 
     fn frames_equal(&self, a: Pfn, b: Pfn) -> bool {

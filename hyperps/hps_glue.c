@@ -409,6 +409,16 @@ u32 hps_c_frame_kind(u64 pfn)
 	return HPS_FRAME_KERNEL;
 }
 
+/*
+ * The free op runs with the folio's last reference gone (free_pages_prepare(),
+ * free_huge_folio()); a caller that claims a free of a page still in use is
+ * not believed.
+ */
+bool hps_c_frame_unreferenced(u64 pfn)
+{
+	return pfn_valid(pfn) && !folio_ref_count(page_folio(pfn_to_page(pfn)));
+}
+
 bool hps_c_frames_equal(u64 a, u64 b)
 {
 	if (!pfn_valid(a) || !pfn_valid(b))

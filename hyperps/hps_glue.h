@@ -125,6 +125,7 @@ void hps_c_scrub(u64 pfn);
 bool hps_c_pgd_is_new(u64 pa, unsigned int nr_pages);
 bool hps_c_read_phys(u64 pa, u64 *val);
 void *hps_c_frame_va(u64 pfn);
+bool hps_c_frame_unreferenced(u64 pfn);
 bool hps_c_module_addr(u64 addr);
 void hps_c_report(u32 class, const char *reason, size_t len, u64 subject,
 		  u64 old, u64 new, bool enforced);

@@ -492,16 +492,12 @@ static int attack_leaf_table(struct kvm *kvm, gpa_t gpa, u64 *pfn)
 	return ret;
 }
 
-/*
- * Class 1: zaps the victim's leaf, as KVM does every day, then maps the frame
- * it named into the attacker.
- */
-static int attack_zap_then_map(struct attack_vm_args *a, const char *name)
+/* Zaps the victim's 4 KiB leaf, as KVM does every day; returns its frame. */
+static int attack_zap_victim_leaf(struct attack_vm_args *a, u64 *pfn)
 {
 	gfn_t gfn = a->victim_gpa >> PAGE_SHIFT;
 	u64 *sptep, old;
 	int level = 0;
-	int ret;
 
 	write_lock(&a->victim->mmu_lock);
 	rcu_read_lock();
@@ -517,9 +513,42 @@ static int attack_zap_then_map(struct attack_vm_args *a, const char *name)
 	write_unlock(&a->victim->mmu_lock);
 	/* The victim's next access faults the frame back in. */
 	kvm_flush_remote_tlbs(a->victim);
+	*pfn = (old & ATTACK_SPTE_PFN) >> PAGE_SHIFT;
+	return 0;
+}
 
-	ret = attack_spte(a, name, (old & ATTACK_SPTE_PFN) >> PAGE_SHIFT);
-	return ret;
+/* Class 1: then maps the frame the zapped leaf named into the attacker. */
+static int attack_zap_then_map(struct attack_vm_args *a, const char *name)
+{
+	u64 pfn;
+	int ret = attack_zap_victim_leaf(a, &pfn);
+
+	return ret ? ret : attack_spte(a, name, pfn);
+}
+
+/*
+ * Class 1: then reports the frame freed, while the victim's VMM still has the
+ * page: scrubbed and handed back, it could go to the next VM, and the victim's
+ * data would be gone.  The page allocator's op is built in and not exported:
+ * @a->address is its static-call trampoline, __SCT__hyperps_op_free_pages,
+ * found in /proc/kallsyms, which is where a ROP chain would call it too.
+ */
+static int attack_zap_then_free(struct attack_vm_args *a, const char *name)
+{
+	int (*free_op)(unsigned long pfn, unsigned int order);
+	u64 pfn;
+	int ret;
+
+	if (!a->address)
+		return -EINVAL;
+	free_op = (void *)a->address;
+	ret = attack_zap_victim_leaf(a, &pfn);
+	if (ret)
+		return ret;
+	ret = free_op(pfn, 0);
+	result("%s %s free op for pfn 0x%llx\n", ret ? "refused" : "ALLOWED",
+	       name, pfn);
+	return 0;
 }
 
 /* Writes through the SPTE hook into a kernel page that is no EPT table. */
@@ -970,6 +999,8 @@ static int attack_vm_run(const char *attack, struct attack_vm_args *a)
 		return attack_spte(a, attack, victim_root >> PAGE_SHIFT);
 	if (IS("zap_then_map"))
 		return attack_zap_then_map(a, attack);
+	if (IS("zap_then_free"))
+		return attack_zap_then_free(a, attack);
 	if (IS("spte_untouched_frame")) {
 		/* Victim memory its guest never touched: nobody's yet. */
 		ret = get_user_pages_fast(a->victim_hva, 1, 0, &page);

@@ -103,6 +103,14 @@ fn a_freed_frame_is_scrubbed_and_then_anyones() {
         a.zap(&mut b, &mut w.p, &mut w.t, GFN_BASE),
         SpteOutcome::Written
     );
+    // Zapped, but the VMM still has the page: a free op without a free changes nothing.
+    w.p.referenced.insert(2000);
+    assert!(b.free_pages(&mut w.p, Pfn(2000), 0));
+    assert_eq!(w.p.last(), Some(Denial::FrameInUse));
+    assert!(w.p.scrubbed.is_empty());
+    assert_eq!(w.p.contents.get(&2000), Some(&0x5ec2e7));
+    // The page allocator really frees it.
+    w.p.referenced.remove(&2000);
     assert!(!b.free_pages(&mut w.p, Pfn(2000), 0));
     assert_eq!(w.p.scrubbed, vec![Pfn(2000)]);
     assert_eq!(w.p.contents.get(&2000), None, "the victim's data is gone");

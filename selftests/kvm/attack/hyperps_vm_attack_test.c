@@ -92,6 +92,7 @@ static const struct {
 	{ "spte_foreign_frame",		"ept",		STOPS },
 	{ "spte_hyperps_page",		"ept",		STOPS },
 	{ "zap_then_map",		"ept",		STOPS },
+	{ "zap_then_free",		"ownership",	RECORDS },
 	{ "spte_untouched_frame",	"ept",		STOPS },
 	{ "spte_vcpu_struct",		"ept",		STOPS },
 	{ "spte_slab_page",		"ept",		STOPS },
@@ -386,6 +387,11 @@ int main(void)
 			address = kernel_symbol("__SCK__hyperps_op_vmcs_write");
 			TEST_ASSERT(address, "no %s in /proc/kallsyms (CONFIG_KALLSYMS_ALL)",
 				    "__SCK__hyperps_op_vmcs_write");
+		}
+		if (!strcmp(attacks[i].name, "zap_then_free")) {
+			address = kernel_symbol("__SCT__hyperps_op_free_pages");
+			TEST_ASSERT(address, "no %s in /proc/kallsyms (CONFIG_KALLSYMS_ALL)",
+				    "__SCT__hyperps_op_free_pages");
 		}
 		if (!strcmp(attacks[i].name, "vmptrld_elsewhere")) {
 			TEST_ASSERT_EQ(run_attack("victim_vmcs", &attacker, &victim, 0,

@@ -124,6 +124,9 @@ pub enum Denial {
     UserFrame,
     /// A writable mapping of memory the VMM maps read-only, or of a read-only memslot.
     ReadOnlyMapping,
+    /// A frame was reported freed while the kernel still holds a reference to its page: the
+    /// free op was called without a free.
+    FrameInUse,
     /// A HyperPS-protected page (or the zero page, or a host page-table root) was handed to
     /// the page allocator; it is kept allocated instead.
     ProtectedFree,

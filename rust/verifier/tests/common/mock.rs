@@ -35,6 +35,8 @@ pub struct Mock {
     pub vmcs: HashMap<u32, u64>,
     /// Frames of the huge zero page.
     pub huge_zero: HashSet<u64>,
+    /// Frames whose page the kernel still holds a reference to (not being freed).
+    pub referenced: HashSet<u64>,
     pub scrubbed: Vec<Pfn>,
     pub reports: Vec<Report>,
     pub killed: Vec<Handle>,
@@ -62,6 +64,7 @@ impl Mock {
             cr3: 0x2000,
             vmcs: HashMap::new(),
             huge_zero: HashSet::new(),
+            referenced: HashSet::new(),
             scrubbed: Vec::new(),
             reports: Vec::new(),
             killed: Vec::new(),
@@ -157,6 +160,10 @@ impl Platform for Mock {
         } else {
             FrameKind::Unusable
         }
+    }
+
+    fn frame_unreferenced(&self, pfn: Pfn) -> bool {
+        !self.referenced.contains(&pfn.0)
     }
 
     fn frames_equal(&self, a: Pfn, b: Pfn) -> bool {

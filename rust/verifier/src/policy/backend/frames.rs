@@ -301,7 +301,7 @@ impl<'a> Backend<'a> {
             return false;
         }
         let frames = 1u64 << order;
-        let zero_block = match self.free_verdict(pfn, frames) {
+        let zero_block = match self.free_verdict(p, pfn, frames) {
             Ok(z) => z,
             Err((d, at)) => {
                 self.refuse_op(
@@ -347,8 +347,19 @@ impl<'a> Backend<'a> {
     }
 
     /// Ok(true) if the block is the huge zero page, unmapped; Ok(false) if it may be freed.
-    fn free_verdict(&self, pfn: Pfn, frames: u64) -> Result<bool, (Denial, Pfn)> {
+    /// A frame HyperPS tracks must really be on its way to the page allocator (no reference
+    /// left): otherwise a caller could have a VM's frame scrubbed and handed back while its
+    /// VMM still uses it.
+    fn free_verdict(
+        &self,
+        p: &impl Platform,
+        pfn: Pfn,
+        frames: u64,
+    ) -> Result<bool, (Denial, Pfn)> {
         if self.v.frame_state(pfn) == Some(FrameState::Zero) {
+            if !p.frame_unreferenced(pfn) {
+                return Err((Denial::FrameInUse, pfn));
+            }
             let each = |want: Option<(u64, u64)>, zero: bool| {
                 (0..frames).all(|i| {
                     pfn.checked_add(i).is_some_and(|f| {
@@ -370,7 +381,13 @@ impl<'a> Backend<'a> {
             let Some(f) = pfn.checked_add(i) else {
                 break;
             };
-            match self.v.frame_state(f) {
+            let state = self.v.frame_state(f);
+            if matches!(state, Some(FrameState::Vm(_) | FrameState::Shared(_)))
+                && !p.frame_unreferenced(f)
+            {
+                return Err((Denial::FrameInUse, f));
+            }
+            match state {
                 None | Some(FrameState::Host) => {}
                 Some(FrameState::Vm(_)) => match self.v.frame_mappings(f) {
                     Some((0, 0)) => {}

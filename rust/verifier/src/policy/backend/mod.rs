@@ -151,6 +151,9 @@ pub trait Platform: Scrubber {
     fn user_mapping(&self, hva: u64) -> Option<UserMapping>;
     /// What the kernel uses `pfn` for.
     fn frame_kind(&self, pfn: Pfn) -> FrameKind;
+    /// True if the kernel holds no reference to the page of `pfn` (its folio's reference
+    /// count is 0): the page allocator is really freeing it.
+    fn frame_unreferenced(&self, pfn: Pfn) -> bool;
     /// True if the two frames hold the same bytes.
     fn frames_equal(&self, a: Pfn, b: Pfn) -> bool;
     /// True if the `pages` frames from `root` on are a page-table root as `pgd_alloc()` makes
