@@ -72,7 +72,7 @@ prompt 0
 timeout 0
 label hps
   kernel /bzImage
-  append initrd=/initrd.gz console=ttyS0,115200 panic=-1 tsc_early_khz=200000 hps.start=$start
+  append initrd=/initrd.gz console=ttyS0,115200 panic=-1 tsc_early_khz=200000 numa=fake=2 hps.start=$start
 EOT
 	xorriso -as mkisofs -quiet -o "$work/boot.iso" -b isolinux/isolinux.bin -c isolinux/boot.cat \
 		-no-emul-boot -boot-load-size 4 -boot-info-table "$work/iso" 2>"$work/xorriso.log" ||
