@@ -69,6 +69,7 @@ pub(crate) mod c {
         pub(crate) frames_vm: u64,
         pub(crate) frames_shared: u64,
         pub(crate) frames_protected: u64,
+        pub(crate) leaf_writes: [u64; 3],
     }
 
     /// One frame a VM owns, for debugfs; layout shared with C.
@@ -1277,6 +1278,7 @@ unsafe extern "C" fn hps_rs_stats(out: *mut c::Stats) {
         out.lost = b.verifier().audit().lost();
         out.deferred = b.deferred_count() as u64;
         out.leaked = b.leaked();
+        out.leaf_writes = b.leaf_writes();
         out.vms = b.live_vms() as u64;
         out.vcpus = b.live_vcpus() as u64;
     });

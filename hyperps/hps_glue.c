@@ -685,6 +685,8 @@ static int hps_counters_show(struct seq_file *m, void *v)
 	seq_printf(m, "frames host %llu vm %llu shared %llu protected %llu\n",
 		   s->frames_host, s->frames_vm, s->frames_shared,
 		   s->frames_protected);
+	seq_printf(m, "ept_leaves_written 4k %llu 2m %llu 1g %llu\n",
+		   s->leaf_writes[0], s->leaf_writes[1], s->leaf_writes[2]);
 	seq_puts(m, "scrub_on_free yes\n");
 	seq_printf(m, "seal_refused %lu\n", hyperps_seal_refusals());
 	kfree(s);

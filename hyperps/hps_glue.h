@@ -35,6 +35,8 @@ struct hps_stats {
 	u64 anomalies, lost, deferred, leaked, vms, vcpus;
 	/* Frames of RAM by owner: host (incl. page-table roots), VMs, KSM shares, HyperPS. */
 	u64 frames_host, frames_vm, frames_shared, frames_protected;
+	/* EPT leaves written since load: 4 KiB, 2 MiB, 1 GiB. */
+	u64 leaf_writes[3];
 };
 
 /* A frame a VM owns (debugfs vm_frames). */

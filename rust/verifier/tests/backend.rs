@@ -244,6 +244,7 @@ fn huge_leaves_need_a_huge_mapping_of_process_memory() {
     }
     w.p.mm = a.mm;
     let huge = leaf(2560, 2, true);
+    let leaves_before = b.leaf_writes();
     assert_eq!(
         write(&mut b, &mut w.p, &mut w.t, a.l2, index, 2, huge, g),
         SpteOutcome::Refused
@@ -270,6 +271,10 @@ fn huge_leaves_need_a_huge_mapping_of_process_memory() {
         b.verifier().frame_state(Pfn(2560 + 511)),
         Some(FrameState::Vm(VmId::from_raw(0)))
     );
+    // Only the leaf that was written is counted, as one 2 MiB leaf.
+    let leaves = b.leaf_writes();
+    assert_eq!(leaves[1], leaves_before[1] + 1);
+    assert_eq!(leaves[0], leaves_before[0]);
 }
 
 /// A destroyed VM's frames are orphaned until the kernel frees them.

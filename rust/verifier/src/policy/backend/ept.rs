@@ -14,7 +14,7 @@
 use super::super::denial::{CheckClass, Denial};
 use super::super::ept::{classify_spte, EptClass};
 use super::super::records::{FrameState, Protected};
-use super::super::types::{EptEntry, EptLevel, Pfn, VmId, EPT_ENTRIES_PER_PAGE};
+use super::super::types::{EptEntry, EptLevel, PageSize, Pfn, VmId, EPT_ENTRIES_PER_PAGE};
 use super::frames::{Granted, LeafGrant};
 use super::{Backend, FrameKind, Handle, Platform, Refusal};
 
@@ -58,6 +58,8 @@ struct SptePrep {
     child: Option<(Pfn, EptLevel)>,
     /// What a leaf gives the VM.
     grant: LeafGrant,
+    /// The size of the leaf written, if the entry is a leaf.
+    leaf: Option<PageSize>,
 }
 
 impl<'a> Backend<'a> {
@@ -114,6 +116,9 @@ impl<'a> Backend<'a> {
             Ok(plan) => match perform() {
                 Some(old) => {
                     self.v.commit_spte(plan, EptEntry(old));
+                    if let Some(n) = prep.leaf.and_then(|s| self.leaf_writes.get_mut(s as usize)) {
+                        *n = n.saturating_add(1);
+                    }
                     SpteOutcome::Written
                 }
                 None => SpteOutcome::NotWritten,
@@ -190,6 +195,7 @@ impl<'a> Backend<'a> {
             table_level,
             child: None,
             grant: LeafGrant::None,
+            leaf: None,
         };
         match classify_spte(new, level, self.v.config())? {
             EptClass::Leaf {
@@ -197,7 +203,10 @@ impl<'a> Backend<'a> {
                 size,
                 writable,
                 ..
-            } => prep.grant = self.leaf_verdict(p, vm, pfn, size, writable, gfn)?,
+            } => {
+                prep.grant = self.leaf_verdict(p, vm, pfn, size, writable, gfn)?;
+                prep.leaf = Some(size);
+            }
             EptClass::NonLeaf { child } => {
                 let want = level.child().ok_or(Denial::EptBadChild)?;
                 match self.v.frame_state(child) {

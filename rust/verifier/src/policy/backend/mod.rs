@@ -220,6 +220,8 @@ pub struct Backend<'a> {
     zero_page: Option<Pfn>,
     /// Paging-structure pages that could not be deferred and stay allocated for good.
     leaked: u64,
+    /// EPT leaves written, by size (4 KiB, 2 MiB, 1 GiB).
+    leaf_writes: [u64; 3],
     /// True while the module registers with the kernel, the only time existing page-table
     /// roots are accepted unchecked.
     registering: bool,
@@ -271,6 +273,7 @@ impl<'a> Backend<'a> {
             ghost_next: 0,
             zero_page: None,
             leaked: 0,
+            leaf_writes: [0; 3],
             registering: false,
             host_rip: None,
             memslot_free: None,
@@ -299,6 +302,11 @@ impl<'a> Backend<'a> {
     /// Paging-structure pages kept allocated for good because the deferred list was full.
     pub fn leaked(&self) -> u64 {
         self.leaked
+    }
+
+    /// EPT leaves written since load, by size: 4 KiB, 2 MiB, 1 GiB.
+    pub fn leaf_writes(&self) -> [u64; 3] {
+        self.leaf_writes
     }
 
     /// Live VMs.
