@@ -55,16 +55,38 @@ test)
 		read -r test _ <<<"$line"
 		install -D -s "$HPS_BUILD/selftests/kvm/$test" "$root/hps/kvm/$test"
 	done
+	# A test's arguments may start with @hugepages=N (N 2 MiB pages reserved while it runs)
+	# and @nx (KVM's NX huge pages on), the setup its upstream wrapper script does.
+	upstream_command() {	# upstream_command TEST ARGS
+		local pages="" nx="" args=$2 tok
+		while [[ $args == @* ]]; do
+			tok=${args%% *}
+			case $tok in
+			@hugepages=*) pages=${tok#@hugepages=} ;;
+			@nx) nx="--nx " ;;
+			*) hps_die "unknown option $tok of $1 in the upstream test list" ;;
+			esac
+			[[ $args == *" "* ]] && args=${args#* } || args=""
+		done
+		[ -z "$nx" ] || [ -n "$pages" ] || hps_die "$1: @nx needs @hugepages=N"
+		echo "${pages:+/hps/hugetlb-run.sh $pages $nx}/hps/kvm/$1 ${args//\"/}"
+	}
 	add_tests() {	# add_tests PREFIX
-		local t line test secs args
+		local t line test secs args cmd limit
 		for t in "$root"/hps/tests/*; do
-			add "$1hyperps/$(basename "$t")" 120 "/hps/tests/$(basename "$t")"
+			# The memory flows run 100 VMs and wait for ksmd: give them more time.
+			case $(basename "$t") in
+			hyperps_mm_flows_test) limit=600 ;;
+			*) limit=120 ;;
+			esac
+			add "$1hyperps/$(basename "$t")" $limit "/hps/tests/$(basename "$t")"
 		done
 		for line in "${upstream[@]}"; do
 			read -r test secs args <<<"$line"
 			# The bench runs 2-3x slower than the guest clock suggests; 120 s is kselftest's
 			# limit. The verifier adds guest time (it runs on the same emulated CPU).
-			add "$1kvm/$test" 240 "/hps/kvm/$test ${args//\"/}"
+			cmd=$(upstream_command "$test" "$args") || exit 1
+			add "$1kvm/$test" 240 "$cmd"
 		done
 	}
 	add_tests ""
