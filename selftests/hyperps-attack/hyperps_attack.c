@@ -166,6 +166,7 @@ DEFINE_SHOW_ATTRIBUTE(cr3_unregistered_root);
 /* VM isolation attacks. */
 
 #define ATTACK_SPTE_PRESENT	BIT_ULL(11)	/* KVM's SPTE_MMU_PRESENT_MASK */
+#define ATTACK_SPTE_WRITABLE	BIT_ULL(1)
 #define ATTACK_SPTE_LARGE	BIT_ULL(7)
 #define ATTACK_SPTE_PFN		GENMASK_ULL(51, 12)
 #define ATTACK_SPTE_NONPRESENT	BIT_ULL(63)	/* SHADOW_NONPRESENT_VALUE */
@@ -549,6 +550,55 @@ static int attack_zap_then_free(struct attack_vm_args *a, const char *name)
 	result("%s %s free op for pfn 0x%llx\n", ret ? "refused" : "ALLOWED",
 	       name, pfn);
 	return 0;
+}
+
+/*
+ * KSM: reports a merge of the attacker's frame into the victim's, as
+ * replace_page() would just before it makes both mappings name the victim's
+ * frame.  The op is built in and not exported: @a->address is its static-call
+ * trampoline, __SCT__hyperps_op_ksm_merge, from /proc/kallsyms.  With
+ * @same_bytes the attacker's page first gets the victim's bytes, so only the
+ * victim's writable EPT leaf stands in the way.
+ */
+static int attack_ksm_merge(struct attack_vm_args *a, const char *name,
+			    bool same_bytes)
+{
+	int (*merge_op)(struct mm_struct *mm, unsigned long addr,
+			unsigned long pfn, unsigned long kpfn);
+	void *saved = NULL;
+	u64 pfn, kpfn;
+	int ret, r;
+
+	if (!a->address)
+		return -EINVAL;
+	merge_op = (void *)a->address;
+	ret = attack_mapped_pfn(a->attacker, a->attacker_gpa, &pfn);
+	if (!ret)
+		ret = attack_mapped_pfn(a->victim, a->victim_gpa, &kpfn);
+	if (ret)
+		return ret;
+	if (same_bytes) {
+		saved = (void *)__get_free_page(GFP_KERNEL);
+		if (!saved)
+			return -ENOMEM;
+		copy_page(saved, pfn_to_kaddr(pfn));
+		copy_page(pfn_to_kaddr(pfn), pfn_to_kaddr(kpfn));
+	}
+	r = merge_op(current->mm, a->victim_hva, pfn, kpfn);
+	if (saved) {
+		/* The attacker's guest checks its own memory afterwards. */
+		copy_page(pfn_to_kaddr(pfn), saved);
+		free_page((unsigned long)saved);
+	}
+	result("%s %s ksm_merge(pfn 0x%llx into 0x%llx, %s bytes) returned %d\n",
+	       r ? "refused" : "ALLOWED", name, pfn, kpfn,
+	       same_bytes ? "same" : "different", r);
+	return 0;
+}
+
+static u64 make_readonly_retarget(u64 before, u64 pfn)
+{
+	return make_retarget(before, pfn) & ~ATTACK_SPTE_WRITABLE;
 }
 
 /* Writes through the SPTE hook into a kernel page that is no EPT table. */
@@ -1040,6 +1090,35 @@ static int attack_vm_run(const char *attack, struct attack_vm_args *a)
 	}
 	if (IS("spte_outside_ept"))
 		return attack_spte_outside_ept(a, attack);
+	if (IS("victim_frame")) {
+		/* Not an attack: the frame of the victim's first page, for the next one. */
+		ret = attack_mapped_pfn(a->victim, a->victim_gpa, &pfn);
+		if (!ret)
+			result("pfn %llx\n", pfn);
+		return ret;
+	}
+	if (IS("destroyed_vm_frame")) {
+		/* @a->address: where the VMM still maps a page of a destroyed VM. */
+		ret = get_user_pages_fast(a->address, 1, 0, &page);
+		if (ret != 1)
+			return ret < 0 ? ret : -EFAULT;
+		pfn = page_to_pfn(page);
+		put_page(page);
+		return attack_spte(a, attack, pfn);
+	}
+	if (IS("migrated_victim_frame"))
+		/* @a->address: the frame the victim's page had before it moved. */
+		return attack_spte(a, attack, a->address);
+	if (IS("spte_readonly_victim_frame")) {
+		/* A read-only leaf, as for a KSM share, of a frame KSM never merged. */
+		ret = attack_mapped_pfn(a->victim, a->victim_gpa, &pfn);
+		return ret ? ret : attack_spte_value(a, attack, 0,
+						     make_readonly_retarget, pfn);
+	}
+	if (IS("ksm_merge_unequal"))
+		return attack_ksm_merge(a, attack, false);
+	if (IS("ksm_merge_mapped_writable"))
+		return attack_ksm_merge(a, attack, true);
 
 	/* Ops with physical addresses and handles. */
 	if (IS("guest_page_victim_frame")) {

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +43,7 @@
 #define COUNTERS_FILE	"/sys/kernel/debug/hyperps/counters"
 #define REFUSALS_FILE	"/sys/kernel/debug/hyperps/refusals"
 #define MODE_FILE	"/sys/module/hyperps/parameters/mode"
+#define MPOL_MF_MOVE	BIT(1)
 
 #define MEM_GPA		0x10000000ULL
 #define MEM_SLOT	1
@@ -102,6 +104,13 @@ static const struct {
 	{ "spte_2m_kernel",		"ept",		STOPS },
 	{ "nonleaf_foreign_table",	"ept",		STOPS },
 	{ "spte_outside_ept",		"ept",		0 },
+	{ "spte_readonly_victim_frame",	"ept",		STOPS },
+	/* Frames on their way back to the host: a destroyed VM's, a migrated one. */
+	{ "destroyed_vm_frame",		"ept",		STOPS },
+	{ "migrated_victim_frame",	"ept",		STOPS },
+	/* KSM: merges that would make the victim's frame a share. */
+	{ "ksm_merge_unequal",		"ownership",	RECORDS },
+	{ "ksm_merge_mapped_writable",	"ownership",	RECORDS },
 	/* HyperPS's records: ownership, registration and lifecycle. */
 	{ "guest_page_victim_frame",	"ownership",	RECORDS | STOPS },
 	{ "guest_page_kernel_page",	"ownership",	RECORDS | STOPS },
@@ -335,6 +344,47 @@ static bool regs_equal(const struct kvm_regs *a, const struct kvm_regs *b,
 	       !memcmp(&sa->cs, &sb->cs, sizeof(sa->cs));
 }
 
+/*
+ * A VM whose guest wrote its pages, destroyed while its VMM keeps the memory:
+ * the frames are the dead VM's until the page allocator gets them.  Returns
+ * the VMM's address of its first page (the struct is leaked with the memory).
+ */
+static unsigned long destroyed_vm_page(void)
+{
+	struct guest *g = calloc(1, sizeof(*g));
+
+	TEST_ASSERT(g, "calloc");
+	guest_start(g, VICTIM_SEED ^ 0xdeadULL);
+	TEST_ASSERT_EQ(guest_step(g), 0);
+	kvm_vm_release(g->vm);
+	return (unsigned long)addr_gpa2hva(g->vm, MEM_GPA);
+}
+
+/*
+ * Moves the victim's first page to the other NUMA node; returns the frame it
+ * had, which the page allocator gets back once the move is done.
+ */
+static unsigned long migrate_victim_page(struct guest *attacker, struct guest *victim)
+{
+	void *hva = addr_gpa2hva(victim->vm, MEM_GPA);
+	unsigned long pfn;
+	char result[256];
+	int node, status;
+	long r;
+
+	TEST_ASSERT_EQ(run_attack("victim_frame", attacker, victim, 0, result,
+				  sizeof(result)), 0);
+	TEST_ASSERT(sscanf(result, "pfn %lx", &pfn) == 1, "no pfn in '%s'", result);
+	r = syscall(__NR_move_pages, 0, 1, &hva, NULL, &status, 0);
+	TEST_ASSERT(!r && status >= 0, "move_pages(query): %ld, status %d", r, status);
+	node = !status;
+	r = syscall(__NR_move_pages, 0, 1, &hva, &node, &status, MPOL_MF_MOVE);
+	TEST_ASSERT(!r && status == node,
+		    "the victim's page did not move to node %d (%ld, status %d): the bench boots with numa=fake=2",
+		    node, r, status);
+	return pfn;
+}
+
 int main(void)
 {
 	char mode[16] = "", result[256], reason[64];
@@ -388,11 +438,20 @@ int main(void)
 			TEST_ASSERT(address, "no %s in /proc/kallsyms (CONFIG_KALLSYMS_ALL)",
 				    "__SCK__hyperps_op_vmcs_write");
 		}
-		if (!strcmp(attacks[i].name, "zap_then_free")) {
-			address = kernel_symbol("__SCT__hyperps_op_free_pages");
-			TEST_ASSERT(address, "no %s in /proc/kallsyms (CONFIG_KALLSYMS_ALL)",
-				    "__SCT__hyperps_op_free_pages");
+		if (!strcmp(attacks[i].name, "zap_then_free") ||
+		    !strncmp(attacks[i].name, "ksm_merge_", 10)) {
+			/* Ops of the core kernel, reached where a ROP chain would. */
+			const char *op = attacks[i].name[0] == 'z' ?
+					 "__SCT__hyperps_op_free_pages" :
+					 "__SCT__hyperps_op_ksm_merge";
+
+			address = kernel_symbol(op);
+			TEST_ASSERT(address, "no %s in /proc/kallsyms (CONFIG_KALLSYMS_ALL)", op);
 		}
+		if (!strcmp(attacks[i].name, "destroyed_vm_frame"))
+			address = destroyed_vm_page();
+		if (!strcmp(attacks[i].name, "migrated_victim_frame"))
+			address = migrate_victim_page(&attacker, &victim);
 		if (!strcmp(attacks[i].name, "vmptrld_elsewhere")) {
 			TEST_ASSERT_EQ(run_attack("victim_vmcs", &attacker, &victim, 0,
 						  result, sizeof(result)), 0);
