@@ -14,6 +14,13 @@
  *  set_pt   the guest rewrites one of its own PTEs, INVLPG, reads through it
  *  cpu      a CPU-bound loop that exits by itself (CPUID) every 100000 steps
  *
+ * and two on the host, for the page allocator, whose free path HyperPS hooks:
+ *
+ *  page_4k  map, first touch and unmap of anonymous 4 KiB pages, per page
+ *  page_2m  the same with 2 MiB transparent huge pages, per huge page
+ *
+ * measured with the host's TSC (no VM exit; exits_per_op is 0).
+ *
  * Each benchmark runs REPEAT times; the median is reported in guest TSC
  * cycles per operation, after the empty loop's cost per iteration is taken
  * off.  If hyperps.ko is registered, the verifier calls it made during each
@@ -30,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kvm_util.h"
 #include "processor.h"
@@ -246,6 +254,53 @@ static u64 median(u64 *v)
 	return v[REPEAT / 2];
 }
 
+/* One page_4k or page_2m run: the TSC cycles to map, touch and unmap @units pages. */
+static u64 host_pages_once(size_t unit, u64 units)
+{
+	size_t len = unit * units;
+	u8 *map, *mem;
+	u64 start, i;
+
+	start = rdtsc();
+	map = mmap(NULL, len + unit, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(map != MAP_FAILED, "mmap");
+	mem = (u8 *)(((unsigned long)map + unit - 1) & ~(unsigned long)(unit - 1));
+	TEST_ASSERT(!madvise(mem, len, unit == PAGE_SIZE ? MADV_NOHUGEPAGE : MADV_HUGEPAGE),
+		    "madvise");
+	for (i = 0; i < units; i++)
+		mem[i * unit] = 1;
+	TEST_ASSERT(!munmap(map, len + unit), "munmap");
+	return rdtsc() - start;
+}
+
+static void host_pages_bench(const char *label, const char *name, size_t unit, u64 units)
+{
+	u64 cycles[REPEAT], calls[REPEAT], by[REPEAT], total;
+	struct calls before, after[REPEAT];
+	int rep, c;
+
+	for (rep = 0; rep < REPEAT; rep++) {
+		before = verifier_calls();
+		cycles[rep] = host_pages_once(unit, units);
+		after[rep] = verifier_calls();
+		calls_sub(&after[rep], &before);
+		for (total = 0, c = 0; c < after[rep].nr; c++)
+			total += after[rep].count[c];
+		calls[rep] = total;
+	}
+	printf("HPS-BENCH label=%s name=%s ops=%lu", label, name, units);
+	printf(" cycles_per_op=%.2f verifier_calls_per_op=%.3f exits_per_op=0.0000",
+	       (double)median(cycles) / units, (double)median(calls) / units);
+	printf(" by_class=");
+	for (c = 0; c < after[0].nr; c++) {
+		for (rep = 0; rep < REPEAT; rep++)
+			by[rep] = after[rep].count[c];
+		printf("%s%s:%.3f", c ? "," : "", after[0].name[c], (double)median(by) / units);
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
 int main(int argc, char *argv[])
 {
 	const char *label = argc > 1 ? argv[1] : "run";
@@ -307,5 +362,7 @@ int main(int argc, char *argv[])
 		fflush(stdout);
 	}
 	kvm_vm_free(vm);
+	host_pages_bench(label, "page_4k", PAGE_SIZE, 2048);
+	host_pages_bench(label, "page_2m", 512 * PAGE_SIZE, 16);
 	return 0;
 }
