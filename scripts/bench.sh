@@ -40,6 +40,10 @@ ldlinux=/usr/lib/syslinux/modules/bios/ldlinux.c32
 cp "$isolinux_bin" "$ldlinux" "$work/iso/isolinux/"
 cp "$bzimage" "$work/iso/bzImage"
 cp "$initramfs" "$work/iso/initrd.gz"
+# Plan entries, for the progress lines.
+plan_total=$(gzip -dc "$initramfs" | cpio -i --quiet --to-stdout '*hps/plan' 2>/dev/null |
+	grep -c . || true)
+[ -n "$plan_total" ] && [ "$plan_total" != 0 ] || plan_total="?"
 
 # Bochs counts instructions: ips=200M means the guest TSC must be told it runs at 200 MHz.
 cat >"$work/bochsrc" <<EOT
@@ -79,9 +83,32 @@ EOT
 		hps_die "xorriso failed; see $work/xorriso.log"
 }
 
+# Live progress on stderr: each plan entry's result as the serial log shows it, with its guest
+# seconds and the wall time since the bench started. Only complete lines are read; $1 is how
+# many were shown already, the new count is printed.
+show_progress() {
+	local seen=$1 lines
+	lines=$(wc -l <"$work/serial.out")
+	if [ "$lines" -gt "$seen" ]; then
+		head -n "$lines" "$work/serial.out" | tail -n "$((lines - seen))" |
+			awk -v t0="$start_time" -v now="$(date +%s)" -v total="$plan_total" '
+			/^# HPS-TIME / { secs[$3] = $NF }
+			/^(not )?ok [0-9]+ / {
+				n = ($1 == "not") ? $3 : $2
+				name = ($1 == "not") ? $4 : $3
+				verdict = ($1 == "not") ? "FAIL" : (/# SKIP/ ? "SKIP" : "PASS")
+				el = now - t0
+				printf "  [%s/%s] %s %s (%s guest s; bench %d min %02d s)\n", n, total,
+				       verdict, name, (n in secs) ? secs[n] : "?", el / 60, el % 60 \
+				       > "/dev/stderr"
+			}'
+	fi
+	echo "$lines"
+}
+
 # One boot. Prints why it ended: end | hang | panic | reboot | exit | budget.
 boot_once() {
-	local deadline=$1 pid size last_size=-1 last_change now screen drain=""
+	local deadline=$1 pid size last_size=-1 last_change now screen drain="" shown=0
 	: >"$work/serial.out"
 	TERM=xterm setsid script -qfec "bochs -q -f $work/bochsrc -rc $work/debugger.rc" /dev/null \
 		</dev/null >"$work/term.out" 2>&1 &
@@ -90,6 +117,7 @@ boot_once() {
 	while :; do
 		sleep 2
 		now=$(date +%s)
+		[ -n "${HPS_QUIET:-}" ] || shown=$(show_progress "$shown")
 		# With the debugger built in, the term display draws the guest screen on a pty of its
 		# own and blocks when nobody reads it: the whole bench then freezes after some minutes.
 		if [ -z "$drain" ]; then
