@@ -34,6 +34,7 @@
 #include "processor.h"
 #include "test_util.h"
 #include "kselftest.h"
+#include "hyperps_counters.h"
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT		21
@@ -51,7 +52,6 @@
 #define CHURN_PAGES		16
 #define CHURN_VCPUS		2
 
-#define COUNTERS_FILE		"/sys/kernel/debug/hyperps/counters"
 #define KSM_DIR			"/sys/kernel/mm/ksm/"
 #define ZRAM_DIR		"/sys/block/zram0/"
 #define ZRAM_DEV		"/dev/zram0"
@@ -247,44 +247,9 @@ static u64 vmstat_counter(const char *name)
 
 /* HyperPS's frame census and refusal counters */
 
-struct census {
-	bool present;
-	unsigned long long host, vm, shared, protected, refused, anomalies;
-	unsigned long long leaves_4k, leaves_2m;
-};
-
-static struct census census_read(void)
+static struct hps_counters census_show(const char *flow, const char *when)
 {
-	struct census c = {};
-	unsigned long long verified, refused;
-	char line[512], name[32];
-	FILE *f = fopen(COUNTERS_FILE, "r");
-	const char *p;
-
-	if (!f)
-		return c;
-	c.present = true;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%31s verified %llu refused %llu", name, &verified,
-			   &refused) == 3)
-			c.refused += refused;
-		p = strstr(line, "anomalies ");
-		if (p)
-			sscanf(p, "anomalies %llu", &c.anomalies);
-		if (sscanf(line, "frames host %llu vm %llu shared %llu protected %llu",
-			   &c.host, &c.vm, &c.shared, &c.protected) == 4)
-			continue;
-		if (sscanf(line, "ept_leaves_written 4k %llu 2m %llu", &c.leaves_4k,
-			   &c.leaves_2m) == 2)
-			continue;
-	}
-	fclose(f);
-	return c;
-}
-
-static struct census census_show(const char *flow, const char *when)
-{
-	struct census c = census_read();
+	struct hps_counters c = hps_counters_read();
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
@@ -300,7 +265,7 @@ static struct census census_show(const char *flow, const char *when)
 	return c;
 }
 
-static struct census baseline;
+static struct hps_counters baseline;
 
 /* A flow that cannot run here skips its results, the census one included. */
 static void skip_flow(const char *flow, int results, const char *why)
@@ -311,7 +276,7 @@ static void skip_flow(const char *flow, int results, const char *why)
 		ksft_test_result_skip("%s: %s\n", flow, why);
 }
 
-static bool nothing_refused(struct census now)
+static bool nothing_refused(struct hps_counters now)
 {
 	return !now.present ||
 	       (now.refused == baseline.refused && now.anomalies == baseline.anomalies);
@@ -322,15 +287,15 @@ static bool nothing_refused(struct census now)
  * the host.  Freed EPT pages wait for a global INVEPT from a work item, and
  * KSM pages for their last mapping to go, so give it a few seconds.
  */
-static void flow_end(const char *flow, struct census start)
+static void flow_end(const char *flow, struct hps_counters start)
 {
-	struct census end = start;
+	struct hps_counters end = start;
 	int i;
 
 	if (!start.present)
 		return;
 	for (i = 0; i < 100; i++) {
-		end = census_read();
+		end = hps_counters_read();
 		if (end.vm <= start.vm && end.shared <= start.shared &&
 		    end.protected <= start.protected)
 			break;
@@ -344,12 +309,20 @@ static void flow_end(const char *flow, struct census start)
 
 /* KSM */
 
-static u64 ksm_saved_run;
+/* KSM's settings as the test found them, put back when it is done with KSM. */
+static u64 ksm_saved[4];
+static const char *const ksm_settings[4] = {
+	KSM_DIR "run", KSM_DIR "sleep_millisecs", KSM_DIR "pages_to_scan",
+	KSM_DIR "use_zero_pages",
+};
 
 static bool ksm_start(void)
 {
-	if (!read_u64(KSM_DIR "run", &ksm_saved_run))
-		return false;
+	int i;
+
+	for (i = 0; i < 4; i++)
+		if (!read_u64(ksm_settings[i], &ksm_saved[i]))
+			return false;
 	return write_u64(KSM_DIR "sleep_millisecs", 0) &&
 	       write_u64(KSM_DIR "pages_to_scan", 5000) &&
 	       write_u64(KSM_DIR "run", 1);
@@ -357,8 +330,10 @@ static bool ksm_start(void)
 
 static void ksm_stop(void)
 {
-	write_u64(KSM_DIR "use_zero_pages", 0);
-	write_u64(KSM_DIR "run", ksm_saved_run);
+	int i;
+
+	for (i = 3; i >= 0; i--)
+		write_u64(ksm_settings[i], ksm_saved[i]);
 }
 
 /*
@@ -391,7 +366,7 @@ static void mergeable(struct flow_vm *f)
 
 static void flow_ksm(void)
 {
-	struct census start = census_show("ksm", "before"), during;
+	struct hps_counters start = census_show("ksm", "before"), during;
 	struct flow_vm a, b;
 	u64 shared, sharing0 = value_of(KSM_DIR "pages_sharing");
 	u64 zero0 = value_of(KSM_DIR "ksm_zero_pages");
@@ -422,7 +397,7 @@ static void flow_ksm(void)
 	ok = intact(&a, 0, FLOW_PAGES / 2, 2) & intact(&a, FLOW_PAGES / 2, FLOW_PAGES / 2, 1) &
 	     intact(&b, 0, FLOW_PAGES, 1);
 	census_show("ksm", "unshared");
-	ksft_test_result(ok && nothing_refused(census_read()),
+	ksft_test_result(ok && nothing_refused(hps_counters_read()),
 			 "ksm: a guest write unshares (copy on write), both guests' data right\n");
 
 	/* use_zero_pages: pages of zeroes merge with the zero page. */
@@ -436,7 +411,7 @@ static void flow_ksm(void)
 	fill(&b, 0, FLOW_PAGES, 4);
 	ok &= intact(&b, 0, FLOW_PAGES, 4);
 	ksft_print_msg("ksm: ksm_zero_pages +%llu of %d\n", (unsigned long long)shared, FLOW_PAGES);
-	ksft_test_result(ok && shared && nothing_refused(census_read()),
+	ksft_test_result(ok && shared && nothing_refused(hps_counters_read()),
 			 "ksm: use_zero_pages merges zeroed guest pages, a write takes them back\n");
 	flow_vm_free(&a);
 	flow_vm_free(&b);
@@ -446,28 +421,60 @@ static void flow_ksm(void)
 
 /* THP and hugetlbfs */
 
+#define EAGER_SPLIT		"/sys/module/kvm/parameters/eager_page_split"
+
+/* A boolean module parameter as "Y" or "N". */
+static const char *read_param(const char *path)
+{
+	char c = 'Y';
+	FILE *f = fopen(path, "r");
+
+	if (f) {
+		if (fread(&c, 1, 1, f) != 1)
+			c = 'Y';
+		fclose(f);
+	}
+	return c == 'N' ? "N" : "Y";
+}
+
 static u64 stat_of(struct flow_vm *f, const char *name)
 {
 	return vm_get_stat(f->vm, name);
 }
 
+/*
+ * A VM with a @src slot of 4 MiB fills it; true if KVM and HyperPS both
+ * counted at least two 2 MiB leaves and the data is intact.
+ */
+static bool maps_huge(struct flow_vm *f, const char *flow, enum vm_mem_backing_src_type src,
+		      u64 seed)
+{
+	struct hps_counters start = hps_counters_read(), during;
+	u64 huge;
+	bool ok;
+
+	flow_vm_create(f, src, THP_PAGES, 1);
+	fill(f, 0, THP_PAGES, seed);
+	huge = stat_of(f, "pages_2m");
+	during = census_show(flow, "mapped");
+	ok = intact(f, 0, THP_PAGES, seed);
+	ksft_print_msg("%s: %llu 2 MiB leaves, %llu 4 KiB leaves\n", flow,
+		       (unsigned long long)huge, (unsigned long long)stat_of(f, "pages_4k"));
+	return ok && huge >= 2 && nothing_refused(hps_counters_read()) &&
+	       (!during.present || during.leaves_2m >= start.leaves_2m + 2);
+}
+
 static void flow_thp(void)
 {
-	struct census start = census_show("thp", "before"), during;
+	struct hps_counters start = census_show("thp", "before");
 	u64 huge, split, lazy, collapsed, dirty;
+	const char *eager;
 	struct flow_vm f;
 	bool ok;
 
-	flow_vm_create(&f, VM_MEM_SRC_ANONYMOUS_THP, THP_PAGES, 1);
-	fill(&f, 0, THP_PAGES, 5);
-	huge = stat_of(&f, "pages_2m");
-	during = census_show("thp", "mapped");
-	ok = intact(&f, 0, THP_PAGES, 5);
-	ksft_print_msg("thp: %llu 2 MiB leaves, %llu 4 KiB leaves\n",
-		       (unsigned long long)huge, (unsigned long long)stat_of(&f, "pages_4k"));
-	ksft_test_result(ok && huge >= 2 && nothing_refused(census_read()) &&
-			 (!during.present || during.leaves_2m >= start.leaves_2m + 2),
+	ksft_test_result(maps_huge(&f, "thp", VM_MEM_SRC_ANONYMOUS_THP, 5),
 			 "thp: guest memory mapped with 2 MiB leaves, data intact\n");
+	huge = stat_of(&f, "pages_2m");
 
 	/* Dirty logging splits them: eagerly when it is enabled ... */
 	vm_mem_region_set_flags(f.vm, FLOW_SLOT, KVM_MEM_LOG_DIRTY_PAGES);
@@ -486,21 +493,22 @@ static void flow_thp(void)
 	ok = intact(&f, 0, THP_PAGES, 6);
 	vm_mem_region_set_flags(f.vm, FLOW_SLOT, 0);
 	/* ... and lazily, on write faults, without eager splitting. */
-	write_str("/sys/module/kvm/parameters/eager_page_split", "N");
+	eager = read_param(EAGER_SPLIT);
+	write_str(EAGER_SPLIT, "N");
 	check(&f, 0, THP_PAGES, 6);
 	vm_mem_region_set_flags(f.vm, FLOW_SLOT, KVM_MEM_LOG_DIRTY_PAGES);
 	fill(&f, 0, THP_PAGES, 7);
 	lazy = stat_of(&f, "pages_2m");
 	ok &= intact(&f, 0, THP_PAGES, 7);
 	vm_mem_region_set_flags(f.vm, FLOW_SLOT, 0);
-	write_str("/sys/module/kvm/parameters/eager_page_split", "Y");
+	write_str(EAGER_SPLIT, eager);
 	census_show("thp", "split");
 	ksft_print_msg("thp: 2 MiB leaves %llu, after eager split %llu, after lazy split %llu\n",
 		       (unsigned long long)huge, (unsigned long long)split,
 		       (unsigned long long)lazy);
 	ksft_print_msg("thp: %llu pages dirty\n", (unsigned long long)dirty);
 	ksft_test_result(ok && split < huge && lazy < huge && dirty == THP_PAGES &&
-			 nothing_refused(census_read()),
+			 nothing_refused(hps_counters_read()),
 			 "thp: dirty logging splits the leaves, eagerly and lazily, data intact\n");
 	flow_vm_free(&f);
 
@@ -519,7 +527,7 @@ static void flow_thp(void)
 		ksft_print_msg("thp: 2 MiB leaves before collapse %llu, after %llu\n",
 			       (unsigned long long)huge, (unsigned long long)collapsed);
 		ksft_test_result(ok && huge == 0 && collapsed >= 2 &&
-				 nothing_refused(census_read()),
+				 nothing_refused(hps_counters_read()),
 				 "thp: 4 KiB pages collapsed into huge pages, mapped 2 MiB, data intact\n");
 	}
 	flow_vm_free(&f);
@@ -528,10 +536,9 @@ static void flow_thp(void)
 
 static void flow_hugetlb(void)
 {
-	struct census start, during;
-	u64 saved, reserved, huge;
+	struct hps_counters start;
+	u64 saved, reserved;
 	struct flow_vm f;
-	bool ok;
 
 	/* kvm_util maps 2 MiB more than the slot, to align it. */
 	if (!read_u64(NR_HUGEPAGES, &saved) || !write_u64(NR_HUGEPAGES, saved + 3))
@@ -544,15 +551,8 @@ static void flow_hugetlb(void)
 		return;
 	}
 	start = census_show("hugetlb", "before");
-	flow_vm_create(&f, VM_MEM_SRC_ANONYMOUS_HUGETLB, THP_PAGES, 1);
-	fill(&f, 0, THP_PAGES, 9);
-	huge = stat_of(&f, "pages_2m");
-	during = census_show("hugetlb", "mapped");
-	ok = intact(&f, 0, THP_PAGES, 9);
-	ksft_print_msg("hugetlb: %llu huge pages reserved, %llu 2 MiB leaves\n",
-		       (unsigned long long)reserved, (unsigned long long)huge);
-	ksft_test_result(ok && huge >= 2 && nothing_refused(census_read()) &&
-			 (!during.present || during.leaves_2m >= start.leaves_2m + 2),
+	ksft_print_msg("hugetlb: %llu huge pages reserved\n", (unsigned long long)reserved);
+	ksft_test_result(maps_huge(&f, "hugetlb", VM_MEM_SRC_ANONYMOUS_HUGETLB, 9),
 			 "hugetlb: hugetlbfs memory mapped with 2 MiB leaves, data intact\n");
 	flow_vm_free(&f);
 	write_u64(NR_HUGEPAGES, saved);
@@ -576,7 +576,7 @@ static int nr_nodes(void)
 
 static void flow_migrate(void)
 {
-	struct census start = census_show("migrate", "before");
+	struct hps_counters start = census_show("migrate", "before");
 	void *addrs[FLOW_PAGES];
 	int nodes[FLOW_PAGES], status[FLOW_PAGES];
 	u64 before, scanned, moved = 0, i;
@@ -606,7 +606,7 @@ static void flow_migrate(void)
 		ksft_print_msg("migrate: %llu of %d pages moved, pgmigrate_success +%llu\n",
 			       (unsigned long long)moved, FLOW_PAGES,
 			       (unsigned long long)(vmstat_counter("pgmigrate_success") - before));
-		ksft_test_result(ok && moved == FLOW_PAGES && nothing_refused(census_read()),
+		ksft_test_result(ok && moved == FLOW_PAGES && nothing_refused(hps_counters_read()),
 				 "migrate: move_pages() of a running VM's memory, data intact\n");
 	}
 
@@ -621,7 +621,7 @@ static void flow_migrate(void)
 	ksft_print_msg("compact: pgmigrate_success +%llu, compact_migrate_scanned +%llu\n",
 		       (unsigned long long)(vmstat_counter("pgmigrate_success") - before),
 		       (unsigned long long)(vmstat_counter("compact_migrate_scanned") - scanned));
-	ksft_test_result(ok && nothing_refused(census_read()),
+	ksft_test_result(ok && nothing_refused(hps_counters_read()),
 			 "compact: compaction while a VM runs, data intact\n");
 	flow_vm_free(&f);
 	flow_end("migrate", start);
@@ -669,7 +669,7 @@ static void swap_off(void)
 
 static void flow_swap(void)
 {
-	struct census start;
+	struct hps_counters start;
 	u64 out, in;
 	struct flow_vm f;
 	bool ok;
@@ -696,7 +696,7 @@ static void flow_swap(void)
 	ksft_print_msg("swap: pswpout +%llu, pswpin +%llu\n", (unsigned long long)out,
 		       (unsigned long long)in);
 	ksft_test_result(ok && out >= FLOW_PAGES && in >= FLOW_PAGES &&
-			 nothing_refused(census_read()),
+			 nothing_refused(hps_counters_read()),
 			 "swap: guest memory paged out to zram and faulted back, data intact\n");
 	flow_vm_free(&f);
 	swap_off();
@@ -707,7 +707,7 @@ static void flow_swap(void)
 
 static void flow_dontneed(void)
 {
-	struct census start = census_show("dontneed", "before");
+	struct hps_counters start = census_show("dontneed", "before");
 	u64 half = FLOW_PAGES / 2;
 	struct flow_vm f;
 	bool ok;
@@ -720,7 +720,7 @@ static void flow_dontneed(void)
 	ok = intact(&f, 0, half, 15) && !guest_do(&f, 0, OP_CHECK_ZERO, half, half, 0);
 	fill(&f, half, half, 16);
 	ok &= intact(&f, half, half, 16) & intact(&f, 0, half, 15);
-	ksft_test_result(ok && nothing_refused(census_read()),
+	ksft_test_result(ok && nothing_refused(hps_counters_read()),
 			 "dontneed: dropped guest pages re-fault as fresh zeroed pages\n");
 	flow_vm_free(&f);
 	flow_end("dontneed", start);
@@ -730,7 +730,7 @@ static void flow_dontneed(void)
 
 static void flow_churn(int cycles)
 {
-	struct census start = census_show("churn", "before");
+	struct hps_counters start = census_show("churn", "before");
 	bool ok = true, ksm = ksm_start();
 	struct flow_vm f;
 	int c, v;
@@ -749,7 +749,7 @@ static void flow_churn(int cycles)
 	if (ksm)
 		ksm_stop();
 	census_show("churn", "done");
-	ksft_test_result(ok && nothing_refused(census_read()),
+	ksft_test_result(ok && nothing_refused(hps_counters_read()),
 			 "churn: %d VMs of %d vCPUs created, run and destroyed%s\n",
 			 c, CHURN_VCPUS, ksm ? " with KSM on" : "");
 	flow_end("churn", start);
@@ -778,7 +778,7 @@ int main(int argc, char *argv[])
 			cycles = atoi(optarg);
 	ksft_print_header();
 	warm_up();
-	baseline = census_read();
+	baseline = hps_counters_read();
 	/* ksm 3, thp 3, hugetlb 1, migrate 2, swap 1, dontneed 1, churn 1; one census each. */
 	ksft_set_plan(12 + (baseline.present ? 7 : 0));
 

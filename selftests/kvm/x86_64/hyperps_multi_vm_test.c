@@ -24,6 +24,7 @@
 #include "processor.h"
 #include "test_util.h"
 #include "kselftest.h"
+#include "hyperps_counters.h"
 
 #define NR_VMS		3
 #define NR_VCPUS	2
@@ -37,8 +38,6 @@
 #define BASE_PAGES	64
 #define EXTRA_PAGES	32
 #define LATE_PAGES	32
-
-#define COUNTERS_FILE	"/sys/kernel/debug/hyperps/counters"
 
 /* What the guest does next; written by the host before each round. */
 struct command {
@@ -142,51 +141,6 @@ static bool host_sees(int i, u64 gpa, u64 pages)
 	return true;
 }
 
-struct hps_counters {
-	bool present;
-	unsigned long long refused, anomalies, live_vms, live_vcpus;
-	unsigned long long ept_verified, ownership_verified;
-	unsigned long long frames_vm, frames_protected;
-};
-
-static struct hps_counters read_counters(void)
-{
-	struct hps_counters c = {};
-	unsigned long long verified, refused, owned, protected;
-	char line[512], name[32];
-	FILE *f = fopen(COUNTERS_FILE, "r");
-	const char *p;
-
-	if (!f)
-		return c;
-	c.present = true;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%31s verified %llu refused %llu", name, &verified,
-			   &refused) == 3) {
-			c.refused += refused;
-			if (!strcmp(name, "ept"))
-				c.ept_verified = verified;
-			else if (!strcmp(name, "ownership"))
-				c.ownership_verified = verified;
-			continue;
-		}
-		p = strstr(line, "anomalies ");
-		if (p)
-			sscanf(p, "anomalies %llu", &c.anomalies);
-		p = strstr(line, "live_vms ");
-		if (p)
-			sscanf(p, "live_vms %llu live_vcpus %llu", &c.live_vms,
-			       &c.live_vcpus);
-		if (sscanf(line, "frames host %*u vm %llu shared %*u protected %llu",
-			   &owned, &protected) == 2) {
-			c.frames_vm = owned;
-			c.frames_protected = protected;
-		}
-	}
-	fclose(f);
-	return c;
-}
-
 int main(void)
 {
 	struct hps_counters start, full, end;
@@ -194,7 +148,7 @@ int main(void)
 	int i, v;
 
 	ksft_print_header();
-	start = read_counters();
+	start = hps_counters_read();
 	ksft_set_plan(start.present ? 8 : 5);
 
 	for (i = 0; i < NR_VMS; i++) {
@@ -222,7 +176,7 @@ int main(void)
 	for (i = 0; i < NR_VMS; i++)
 		ok &= host_sees(i, EXTRA_GPA, EXTRA_PAGES);
 	ksft_test_result(ok, "a slot added to every running VM is usable\n");
-	full = read_counters();
+	full = hps_counters_read();
 
 	/* VM 0 gives its extra slot back; VM 1 then takes new memory. */
 	vm_mem_region_delete(vms[0].vm, SLOT_EXTRA);
@@ -260,9 +214,9 @@ int main(void)
 	if (start.present) {
 		/* Freed EPT pages wait for a global INVEPT, done from a work item. */
 		for (i = 0; i < 50; i++) {
-			end = read_counters();
-			if (end.frames_vm <= start.frames_vm &&
-			    end.frames_protected <= start.frames_protected)
+			end = hps_counters_read();
+			if (end.vm <= start.vm &&
+			    end.protected <= start.protected)
 				break;
 			usleep(100 * 1000);
 		}
@@ -285,15 +239,15 @@ int main(void)
 				 end.live_vcpus == start.live_vcpus,
 				 "hyperps tracked the VMs and vCPUs and dropped them on destroy\n");
 		ksft_print_msg("hyperps: frames owned by VMs %llu -> %llu -> %llu\n",
-			       start.frames_vm, full.frames_vm, end.frames_vm);
+			       start.vm, full.vm, end.vm);
 		ksft_print_msg("hyperps: protected pages %llu -> %llu -> %llu\n",
-			       start.frames_protected, full.frames_protected,
-			       end.frames_protected);
-		ksft_test_result(full.frames_vm >= start.frames_vm +
+			       start.protected, full.protected,
+			       end.protected);
+		ksft_test_result(full.vm >= start.vm +
 				 NR_VMS * (BASE_PAGES + EXTRA_PAGES) &&
-				 end.frames_vm == start.frames_vm &&
-				 full.frames_protected > start.frames_protected &&
-				 end.frames_protected == start.frames_protected,
+				 end.vm == start.vm &&
+				 full.protected > start.protected &&
+				 end.protected == start.protected,
 				 "the frames and protected pages of the VMs are back with the host\n");
 	}
 	ksft_finished();
