@@ -91,16 +91,16 @@ show_progress() {
 	lines=$(wc -l <"$work/serial.out")
 	if [ "$lines" -gt "$seen" ]; then
 		head -n "$lines" "$work/serial.out" | tail -n "$((lines - seen))" |
-			awk -v t0="$start_time" -v now="$(date +%s)" -v total="$plan_total" '
+			awk -v t0="$start_time" -v now="$(date +%s)" -v total="$plan_total" -v bench="$name" '
 			/^# HPS-TIME / { secs[$3] = $NF }
 			/^(not )?ok [0-9]+ / {
 				n = ($1 == "not") ? $3 : $2
 				name = ($1 == "not") ? $4 : $3
 				verdict = ($1 == "not") ? "FAIL" : (/# SKIP/ ? "SKIP" : "PASS")
 				el = now - t0
-				printf "  [%s/%s] %s %s (%s guest s; bench %d min %02d s)\n", n, total,
-				       verdict, name, (n in secs) ? secs[n] : "?", el / 60, el % 60 \
-				       > "/dev/stderr"
+				printf "  [%s %s/%s] %s %s (%s guest s; bench %d min %02d s)\n", bench, n,
+				       total, verdict, name, (n in secs) ? secs[n] : "?", el / 60,
+				       el % 60 > "/dev/stderr"
 			}'
 	fi
 	echo "$lines"

@@ -5,6 +5,8 @@
 #
 #   scripts/initramfs.sh test OUT.cpio.gz   KVM smoke and upstream KVM selftests, without and
 #                                           with hyperps.ko; hyperps load, mode and counter checks
+#   scripts/initramfs.sh test-without OUT   the first half of test: the selftests without HyperPS
+#   scripts/initramfs.sh test-with OUT      the second half: everything with hyperps.ko
 #   scripts/initramfs.sh run  OUT.cpio.gz   hyperps loaded, then a real Linux guest under QEMU/KVM,
 #                                           then what hyperps verified and refused
 #   scripts/initramfs.sh bench OUT.cpio.gz  the guest benchmarks without, then with hyperps.ko
@@ -23,7 +25,7 @@ for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-intel.ko; do
 done
 [ -f "$HPS_TOP/hyperps/hyperps.ko" ] || hps_die "hyperps.ko is not built; run make module"
 cp "$HPS_TOP/hyperps/hyperps.ko" "$root/hps/modules/"
-if [ "$mode" = test ]; then
+if [ "$mode" = test ] || [ "$mode" = test-with ]; then
 	attack=$HPS_TOP/selftests/hyperps-attack/hyperps_attack.ko
 	[ -f "$attack" ] || hps_die "hyperps_attack.ko is not built; run make module"
 	cp "$attack" "$root/hps/modules/"
@@ -38,11 +40,18 @@ plan=$root/hps/plan
 add() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$plan"; }
 : >"$plan"
 
+finish_initramfs() {
+	(cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) | gzip -6 >"$out"
+	hps_say "initramfs '$mode': $(grep -c . "$plan") plan entries, $(du -h "$out" | cut -f1) -> $out"
+}
+
 case "$mode" in
-test)
-	add setup:kvm_modules_load 60 "/hps/load-kvm.sh"
-	# The same tests twice in one boot: first without HyperPS, then with hyperps.ko registered
-	# (it must be loaded before kvm_intel, so kvm_intel is reloaded in between).
+test | test-without | test-with)
+	# The same tests twice: without HyperPS, then with hyperps.ko registered (it must be loaded
+	# before kvm_intel, so kvm_intel is reloaded in between). "test" runs both in one boot;
+	# make test boots test-without and test-with side by side, one Bochs per core.
+	part=${mode#test}
+	part=${part#-}
 	for t in "$HPS_BUILD"/selftests/hyperps/x86_64/*; do
 		install -D -s "$t" "$root/hps/tests/$(basename "$t")"
 	done
@@ -89,7 +98,15 @@ test)
 			add "$1kvm/$test" 240 "$cmd"
 		done
 	}
-	add_tests ""
+	if [ "$part" != with ]; then
+		add setup:kvm_modules_load 60 "/hps/load-kvm.sh"
+		add_tests ""
+	fi
+	[ "$part" != without ] || {
+		finish_initramfs
+		exit 0
+	}
+	[ "$part" != with ] || add setup:kvm_modules_load 60 "/hps/load-kvm.sh"
 	add hyperps_load_refused 60 "/hps/hyperps-load-refused.sh"
 	# hyperps.ko is loaded in audit mode for the audit half of the attacks; the mode can only
 	# move to enforce afterwards, never back, so that half comes first.
@@ -120,8 +137,6 @@ bench)
 	add setup:hyperps_on 60 "/hps/load-kvm.sh --hyperps"
 	add bench_with_hyperps 900 "/hps/bench/hyperps_bench with"
 	;;
-*) hps_die "usage: $0 test|run|bench OUT" ;;
+*) hps_die "usage: $0 test|test-without|test-with|run|bench OUT" ;;
 esac
-
-(cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) | gzip -6 >"$out"
-hps_say "initramfs '$mode': $(grep -c . "$plan") plan entries, $(du -h "$out" | cut -f1) -> $out"
+finish_initramfs
