@@ -12,6 +12,8 @@ all: module
 help:
 	@echo "make run        build everything, boot the VT-x bench, load HyperPS, run a real guest, report"
 	@echo "make test       every check: userspace tests, style gates, builds, the bench tests"
+	@echo "make test T=RE  only the bench tests whose names match the regex RE, with their setup,"
+	@echo "                without and with HyperPS, in one boot (builds first; no userspace gates)"
 	@echo "make bench      guest benchmarks without and with hyperps.ko; table, CSV/JSON, PNG"
 	@echo "make deps       install the Debian packages and bindgen the build needs"
 	@echo "make kernel     unpack linux-source-6.12, apply patches/, configure and build"
@@ -24,7 +26,7 @@ run:
 	@$(SCRIPTS)/run.sh
 
 test:
-	@$(SCRIPTS)/test.sh
+	@HPS_TEST_FILTER='$(T)' $(SCRIPTS)/test.sh
 
 bench:
 	@$(SCRIPTS)/perf.sh

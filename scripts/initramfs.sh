@@ -41,6 +41,12 @@ add() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$plan"; }
 : >"$plan"
 
 finish_initramfs() {
+	# HPS_TEST_FILTER (make test T=RE): only the entries whose names match RE, and every setup.
+	if [ -n "${HPS_TEST_FILTER:-}" ]; then
+		awk -F'\t' -v re="$HPS_TEST_FILTER" '$1 ~ /^setup:/ || $1 ~ re' "$plan" >"$plan.new"
+		grep -qv '^setup:' "$plan.new" || hps_die "no bench test matches '$HPS_TEST_FILTER'"
+		mv "$plan.new" "$plan"
+	fi
 	(cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) | gzip -6 >"$out"
 	hps_say "initramfs '$mode': $(grep -c . "$plan") plan entries, $(du -h "$out" | cut -f1) -> $out"
 }

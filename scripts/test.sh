@@ -56,8 +56,11 @@ check deps "$HPS_LOGS/deps.log" "$HPS_TOP/scripts/deps.sh" || summary
 check kernel-prepare "$HPS_LOGS/kernel-prepare.log" "$HPS_TOP/scripts/kernel.sh" prepare || summary
 grep -h 'kernel source:' "$HPS_LOGS/kernel-prepare.log" | sed 's/^==> /  /'
 
-hps_say "make test: userspace tests and style gates"
-"$HPS_TOP/scripts/userspace-checks.sh" "$results"
+filter=${HPS_TEST_FILTER:-}
+if [ -z "$filter" ]; then
+	hps_say "make test: userspace tests and style gates"
+	"$HPS_TOP/scripts/userspace-checks.sh" "$results"
+fi
 
 hps_say "make test: kernel, module and selftest builds"
 check kernel-config "$HPS_LOGS/kernel-config.log" "$HPS_TOP/scripts/kernel.sh" config || summary
@@ -67,6 +70,33 @@ check patch-failure-is-reported "$HPS_LOGS/patch-failure.log" \
 check module-clippy "$HPS_LOGS/module-clippy.log" "$HPS_TOP/scripts/module.sh" clippy
 check module-build "$HPS_LOGS/module-build.log" "$HPS_TOP/scripts/module.sh" build || summary
 check selftests-build "$HPS_LOGS/selftests-build.log" "$HPS_TOP/scripts/selftests.sh" || summary
+
+# judge NAME LABEL: one bench's serial log, its results added to make test's.
+judge() {
+	local log=$HPS_LOGS/$1.serial.log res=$HPS_LOGS/bench-$1.results retries
+	python3 "$HPS_TOP/scripts/tap-judge.py" "$log" --results "$res" >/dev/null
+	# The with-HyperPS boot loads KVM first too and has a kernel log: name those apart.
+	[ "$1" != test-with ] ||
+		sed -i -e 's/\tsetup:kvm_modules_load\t/\tsetup:kvm_modules_load_before_hyperps\t/' \
+			-e 's/\tkernel-log-clean\t/\twith-hyperps\/kernel-log-clean\t/' "$res"
+	sed 's/^\([a-z]*\)\t/\1\tbench:/' "$res" >>"$results"
+	grep -v '^pass' "$res" | sed 's/^/  /' | tr '\t' ' '
+	echo "  bench ($2): $(grep -c '^pass' "$res") passed, $(grep -c '^fail' "$res") failed," \
+		"$(grep -c '^skip' "$res") skipped; serial log $log"
+	retries=$(grep -c '^# HPS-RETRY' "$log")
+	[ "$retries" -eq 0 ] ||
+		echo "  bench ($2): Bochs froze $retries time(s); each such test was rerun once on a fresh boot"
+}
+
+if [ -n "$filter" ]; then
+	check initramfs "$HPS_LOGS/initramfs-test-only.log" \
+		"$HPS_TOP/scripts/initramfs.sh" test "$HPS_BUILD/initramfs-test-only.cpio.gz" || summary
+	hps_say "make test T='$filter': the matching bench tests, with their setup, in one boot"
+	"$HPS_TOP/scripts/bench.sh" test-only "$HPS_BUILD/initramfs-test-only.cpio.gz" --budget 4200
+	judge test-only "T='$filter'"
+	summary
+fi
+
 for part in without with; do
 	check "initramfs-$part" "$HPS_LOGS/initramfs-test-$part.log" \
 		"$HPS_TOP/scripts/initramfs.sh" "test-$part" "$HPS_BUILD/initramfs-test-$part.cpio.gz" ||
@@ -81,18 +111,6 @@ for part in without with; do
 		--budget 4200 &
 done
 wait
-for part in without with; do
-	log=$HPS_LOGS/test-$part.serial.log res=$HPS_LOGS/bench-test-$part.results
-	python3 "$HPS_TOP/scripts/tap-judge.py" "$log" --results "$res" >/dev/null
-	# Both boots load KVM first and have a kernel log: name the second ones apart.
-	[ $part = without ] || sed -i -e 's/\tsetup:kvm_modules_load\t/\tsetup:kvm_modules_load_before_hyperps\t/' \
-		-e 's/\tkernel-log-clean\t/\twith-hyperps\/kernel-log-clean\t/' "$res"
-	sed 's/^\([a-z]*\)\t/\1\tbench:/' "$res" >>"$results"
-	grep -v '^pass' "$res" | sed 's/^/  /' | tr '\t' ' '
-	echo "  bench ($part HyperPS): $(grep -c '^pass' "$res") passed," \
-		"$(grep -c '^fail' "$res") failed, $(grep -c '^skip' "$res") skipped; serial log $log"
-	retries=$(grep -c '^# HPS-RETRY' "$log")
-	[ "$retries" -eq 0 ] ||
-		echo "  bench ($part HyperPS): Bochs froze $retries time(s); each such test was rerun once on a fresh boot"
-done
+judge test-without "without HyperPS"
+judge test-with "with HyperPS"
 summary
