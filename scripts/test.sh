@@ -103,7 +103,7 @@ for part in without with; do
 		summary
 done
 
-hps_say "make test: bench runs on emulated VT-x (Bochs): the selftests without HyperPS and, side by side, with it (about 20 minutes)"
+hps_say "make test: bench runs on emulated VT-x (Bochs): the selftests without HyperPS and, side by side, with it (about 16 minutes)"
 # One Bochs per core. The budget keeps the whole of make test inside CI's 90 minutes even if
 # the bench misbehaves.
 for part in without with; do
