@@ -64,6 +64,42 @@ pub struct AuditLog<'a> {
     anomalies: u64,
 }
 
+/// The log's counters and sequence numbers, without its ring (feature `explore`).
+#[cfg(feature = "explore")]
+#[derive(Clone, Copy, Debug)]
+pub struct AuditScalars {
+    counters: [ClassCounters; CheckClass::COUNT],
+    next_seq: u64,
+    read_seq: u64,
+    lost_total: u64,
+    anomalies: u64,
+}
+
+#[cfg(feature = "explore")]
+impl<'a> AuditLog<'a> {
+    pub(crate) fn scalars(&self) -> AuditScalars {
+        AuditScalars {
+            counters: self.counters,
+            next_seq: self.next_seq,
+            read_seq: self.read_seq,
+            lost_total: self.lost_total,
+            anomalies: self.anomalies,
+        }
+    }
+
+    /// A log over a copy of the ring it saved `s` with.
+    pub(crate) fn resume(ring: &'a mut [AuditRecord], s: &AuditScalars) -> AuditLog<'a> {
+        AuditLog {
+            counters: s.counters,
+            ring,
+            next_seq: s.next_seq,
+            read_seq: s.read_seq,
+            lost_total: s.lost_total,
+            anomalies: s.anomalies,
+        }
+    }
+}
+
 impl<'a> AuditLog<'a> {
     pub(crate) fn new(ring: &'a mut [AuditRecord]) -> AuditLog<'a> {
         for slot in ring.iter_mut() {

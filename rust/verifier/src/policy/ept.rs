@@ -429,6 +429,8 @@ impl<'a> Verifier<'a> {
         let old = self.effect_of(actual_old, plan.level);
         self.apply_effect(old, false);
         self.apply_effect(plan.new, true);
+        #[cfg(feature = "release-on-unmap")]
+        self.release_on_unmap(old);
         let delta_old = old.is_reference();
         let delta_new = plan.new.is_reference();
         let mut anomaly = false;
@@ -448,6 +450,20 @@ impl<'a> Verifier<'a> {
             self.audit.anomaly();
         }
         self.bump_epoch();
+    }
+
+    /// The rule HyperPS had before ownership outlived mappings: a VM's frame went back to
+    /// the host, unscrubbed, when its last EPT leaf was zapped. Test only, so that the
+    /// explorer can be seen to find the break it allowed (zap, then map into another VM).
+    #[cfg(feature = "release-on-unmap")]
+    fn release_on_unmap(&mut self, old: Effect) {
+        if let Effect::Frame { pfn, .. } = old {
+            if matches!(self.frame_state(pfn), Some(FrameState::Vm(_)))
+                && self.frame_mappings(pfn) == Some((0, 0))
+            {
+                self.set_range(pfn, 1, FrameState::Host);
+            }
+        }
     }
 
     /// Checks and applies a plain store of `new` over `old` (see [`Verifier::check_spte`]).

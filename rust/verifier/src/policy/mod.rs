@@ -28,6 +28,8 @@ pub mod ept;
 pub mod ownership;
 pub mod records;
 pub mod registry;
+#[cfg(feature = "explore")]
+pub mod snapshot;
 pub mod types;
 pub mod vmcs;
 pub mod vmcs_fields;

@@ -779,7 +779,7 @@ impl<'a> Verifier<'a> {
         Ok(())
     }
 
-    fn set_range(&mut self, first: Pfn, frames: u64, state: FrameState) {
+    pub(super) fn set_range(&mut self, first: Pfn, frames: u64, state: FrameState) {
         for i in 0..frames {
             if let Some(pfn) = first.checked_add(i) {
                 self.set_state(pfn, state);

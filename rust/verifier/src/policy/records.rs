@@ -15,7 +15,7 @@ use super::types::{CpuId, EptLevel, Pfn, SharedId, VcpuId, VmId, Vpid};
 
 /// Which component owns a frame, and in what role. See the state table in the module
 /// documentation of [`super::ownership`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FrameState {
     /// Owned by the host kernel. Never mapped by any EPT leaf.
     Host,
@@ -33,7 +33,7 @@ pub enum FrameState {
 }
 
 /// The role of a HyperPS-protected page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protected {
     /// A free page of the protected pool. `invept_pending` holds the INVEPT generation at the
     /// time the page stopped being an EPT page; the page may be reused or returned to the host
@@ -73,7 +73,7 @@ pub enum Protected {
 }
 
 /// Record of an EPT paging-structure page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EptPage {
     /// The VM whose EPT this page belongs to.
     pub vm: VmId,
@@ -86,7 +86,7 @@ pub struct EptPage {
 }
 
 /// Owner of an auxiliary page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AuxOwner {
     /// Per-vCPU page.
     Vcpu(VcpuId),
@@ -97,7 +97,7 @@ pub enum AuxOwner {
 }
 
 /// Purpose of an auxiliary page; address fields of the VMCS must point at the right kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AuxKind {
     /// MSR bitmap (`MSR_BITMAP`).
     MsrBitmap,
@@ -120,7 +120,7 @@ pub enum AuxKind {
 }
 
 /// Per-frame record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FrameRecord {
     pub(crate) state: FrameState,
     /// EPT 4 KiB leaves that reference this frame.
@@ -150,7 +150,7 @@ impl Default for FrameRecord {
 }
 
 /// Owner identity used for the 2 MiB region summaries (the role inside HyperPS does not matter).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum OwnerKey {
     Host,
     HostPgd,
@@ -179,7 +179,7 @@ impl OwnerKey {
 /// is uniformly owned by X if and only if `tag == X` and `tag_count` equals the region size,
 /// which makes a 2 MiB leaf check O(1). When `tag_count` drops to zero the tag moves to the
 /// next frame's owner and the region is recounted (at most 512 steps).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RegionRecord {
     pub(crate) tag: OwnerKey,
     pub(crate) tag_count: u16,
@@ -206,7 +206,7 @@ impl Default for RegionRecord {
 }
 
 /// Per-VM record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VmRecord {
     pub(crate) gen: u16,
     pub(crate) live: bool,
@@ -240,7 +240,7 @@ impl Default for VmRecord {
 }
 
 /// Per-vCPU record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VcpuRecord {
     pub(crate) gen: u16,
     pub(crate) live: bool,
@@ -271,7 +271,7 @@ impl Default for VcpuRecord {
 }
 
 /// What a VMCS is used for; the field policy depends on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum VmcsKind {
     /// The VMCS KVM uses to run L1 (the VM itself).
     Vmcs01,
@@ -282,7 +282,7 @@ pub enum VmcsKind {
 }
 
 /// Per-VMCS record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VmcsRecord {
     pub(crate) live: bool,
     pub(crate) pfn: Pfn,
@@ -313,7 +313,7 @@ pub struct VmcsRecord {
 pub const ADDRESS_SLOTS: usize = 12;
 
 /// A page named by a VMCS address field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AddrRef {
     /// A HyperPS auxiliary page (its `refs` counts the reference).
     Aux(Pfn),
@@ -350,7 +350,7 @@ impl Default for VmcsRecord {
 }
 
 /// Record of a KSM share.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShareRecord {
     pub(crate) pfn: Option<Pfn>,
     pub(crate) users: u32,
@@ -374,7 +374,7 @@ impl Default for ShareRecord {
 }
 
 /// Record of one VPID value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VpidRecord {
     pub(crate) owner: Option<VcpuId>,
     /// INVVPID generation at release; the VPID may be reassigned after a later global INVVPID.
@@ -396,7 +396,7 @@ impl Default for VpidRecord {
 }
 
 /// Per-CPU record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CpuRecord {
     pub(crate) vmxon_region: Option<Pfn>,
     pub(crate) vmx_on: bool,
@@ -420,7 +420,7 @@ impl Default for CpuRecord {
 }
 
 /// A range of device frames beyond the frame table, assigned to one VM (VFIO BARs, PFNMAP).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct MmioRange {
     pub(crate) first: Pfn,
     pub(crate) frames: u64,

@@ -19,7 +19,7 @@ use super::frames::{Granted, LeafGrant};
 use super::{Backend, FrameKind, Handle, Platform, Refusal};
 
 /// A paging-structure page allocated for a VM whose level is not known yet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PendingPt(Option<VmId>);
 
 impl PendingPt {
@@ -28,7 +28,7 @@ impl PendingPt {
 }
 
 /// A paging-structure page KVM freed, waiting for a global INVEPT.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DeferredFree {
     pfn: Pfn,
     /// The page was in the pool before the current INVEPT started.
@@ -36,7 +36,7 @@ pub struct DeferredFree {
 }
 
 /// What [`Backend::spte_write`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SpteOutcome {
     /// The write was checked and performed.
     Written,
@@ -428,7 +428,7 @@ impl<'a> Backend<'a> {
 }
 
 /// What the caller does with a page given to [`Backend::pt_free`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PtFree {
     /// Free it now.
     Now,

@@ -20,7 +20,7 @@ pub(super) const KVM_MEM_READONLY: u32 = 1 << 1;
 pub(super) const USER_ADDR_END: u64 = 1 << 56;
 
 /// A memslot as the kernel reports it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Memslot {
     /// Address space (1 is SMM).
     pub as_id: u16,
@@ -66,7 +66,7 @@ impl Memslot {
 
 /// One entry of the memslot table: a memslot of a VM, linked into that VM's list, or a free
 /// entry linked into the free list.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MemslotRecord {
     pub(super) vm: Option<VmId>,
     pub(super) slot: Memslot,

@@ -31,11 +31,15 @@ mod ept;
 mod frames;
 mod memslots;
 mod roots;
+#[cfg(feature = "explore")]
+mod snapshot;
 mod vmx;
 
 pub use self::ept::{DeferredFree, PendingPt, PtFree, SpteOutcome};
 pub use self::frames::Census;
 pub use self::memslots::{Memslot, MemslotRecord};
+#[cfg(feature = "explore")]
+pub use self::snapshot::BackendScalars;
 pub use self::vmx::{NestedInfo, VcpuInfo, VcpuSlot, VmSlot};
 
 use core::sync::atomic::AtomicU64;
@@ -57,7 +61,7 @@ pub const MAX_GHOSTS: usize = 16;
 
 /// A destroyed VM and the address space of its VMM, whose reference the backend holds while
 /// the ghost is recorded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Ghost {
     /// The destroyed VM.
     pub vm: VmId,
@@ -307,6 +311,11 @@ impl<'a> Backend<'a> {
     /// EPT leaves written since load, by size: 4 KiB, 2 MiB, 1 GiB.
     pub fn leaf_writes(&self) -> [u64; 3] {
         self.leaf_writes
+    }
+
+    /// The verifier's id of the live VM `kvm`.
+    pub fn vm_id(&self, kvm: Handle) -> Option<VmId> {
+        self.vm_of(kvm)
     }
 
     /// Live VMs.

@@ -27,7 +27,7 @@ use super::super::vmcs_fields::{field_policy, FieldPolicy, HostField};
 use super::{Backend, FrameKind, Ghost, Handle, HostValue, Platform, Refusal};
 
 /// A VM the backend knows, in the slot of its verifier id.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VmSlot {
     pub(super) id: Option<VmId>,
     pub(super) kvm: Handle,
@@ -48,7 +48,7 @@ impl VmSlot {
 }
 
 /// The pages a vCPU registers when it is created, besides vmcs01.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(super) struct VcpuPages {
     msr_bitmap: Option<Pfn>,
     pml: Option<Pfn>,
@@ -84,7 +84,7 @@ impl VcpuPages {
 }
 
 /// A vCPU the backend knows, in the slot of its verifier id.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VcpuSlot {
     pub(super) id: Option<VcpuId>,
     pub(super) vcpu: Handle,
@@ -123,7 +123,7 @@ impl VcpuSlot {
 }
 
 /// A new vCPU, as `vcpu_create` reports it (physical addresses, 0 for none).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VcpuInfo {
     /// The VM.
     pub kvm: Handle,
@@ -150,7 +150,7 @@ pub struct VcpuInfo {
 }
 
 /// Nested VMX state, as `nested_enter` reports it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NestedInfo {
     /// The VM.
     pub kvm: Handle,
@@ -167,7 +167,7 @@ pub struct NestedInfo {
 }
 
 /// The MSR lists of the current VMCS, read with VMREAD right before VM entry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 struct MsrLists {
     /// `VM_ENTRY_MSR_LOAD_ADDR`.
     entry_load_addr: u64,
