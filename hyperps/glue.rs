@@ -25,7 +25,7 @@ use kernel::prelude::*;
 
 use crate::policy::backend::{
     Backend, Census, FrameKind, Handle, HostValue, NestedInfo, Platform, PtFree, Report,
-    SpteOutcome, UserMapping, VcpuInfo,
+    SpteOutcome, UserMapping, VcpuInfo, MAX_FREE_ORDER,
 };
 use crate::policy::cr::{cr0_verdict, cr3_decode, cr4_write_verdict};
 use crate::policy::vmcs_fields::HostField;
@@ -1184,7 +1184,11 @@ unsafe extern "C" fn hps_rs_ksm_merge(
 #[no_mangle]
 unsafe extern "C" fn hps_rs_free_pages(pfn: c_ulong, order: c_uint) -> c_int {
     let pfn = pfn as u64;
-    let count = 1u64.checked_shl(order).unwrap_or(0);
+    if order > MAX_FREE_ORDER {
+        // Only a forged call gets here: the backend refuses it.
+        return c_int::from(locked(|b, p| b.free_pages(p, Pfn(pfn), order)) != Some(false));
+    }
+    let count = 1u64 << order;
     if !any_tracked(pfn, count) {
         return 0;
     }

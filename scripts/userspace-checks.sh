@@ -49,6 +49,15 @@ done
 
 gate "rustfmt:hyperps.ko" "$HPS_TOP/scripts/module.sh" fmt
 
+# The backend's exhaustive explorer to depth 4 (cargo test above goes to 3), and the same
+# explorer against the old release-on-unmap rule, which it must catch: there its two
+# memory-isolation tests expect a counterexample, and fail if none is found.
+verifier=$HPS_TOP/rust/verifier
+gate "explore:depth-4" sh -c "cd '$verifier' &&
+	HYPERPS_EXPLORE_DEPTH=4 cargo test --release --quiet --locked --test explore"
+gate "explore:catches-release-on-unmap" sh -c "cd '$verifier' &&
+	HYPERPS_EXPLORE_DEPTH=4 cargo test --release --quiet --locked --features release-on-unmap --test explore"
+
 # The bench judge's own tests: each case counts.
 log=$HPS_LOGS/judge-tests.log
 python3 -m unittest -v "$HPS_TOP/scripts/tests/test_tap_judge.py" >"$log" 2>&1

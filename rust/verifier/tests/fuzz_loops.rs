@@ -6,6 +6,7 @@
 
 #[path = "../fuzz/driver.rs"]
 mod driver;
+mod world;
 
 use driver::{run, Focus};
 
@@ -59,4 +60,30 @@ fn fuzz_loop_ownership() {
 #[test]
 fn fuzz_loop_cr() {
     drive(Focus::Cr, 0x5555);
+}
+
+/// The `backend` fuzz target's loop: sequences of the explorer's ops, with the explorer's
+/// invariants after every call (`HYPERPS_FUZZ_LOOPS` sequences of up to 48 calls).
+#[test]
+fn fuzz_loop_backend() {
+    let ops = world::all_ops();
+    let initial = world::World::initial();
+    let mut buf = [0u8; 96];
+    for i in 0..loops() {
+        fill(i ^ 0x6666, &mut buf);
+        let mut w = initial.clone();
+        let mut seq = Vec::new();
+        for pair in buf.chunks(2) {
+            let op = ops[usize::from(u16::from_le_bytes([pair[0], pair[1]])) % ops.len()];
+            seq.push(op);
+            let before = world::records_hash(&w);
+            let (next, s) = world::step(&w, (before, 0), op, |_| true);
+            assert!(
+                s.violations.is_empty(),
+                "after {seq:?}: {}",
+                s.violations.join("; ")
+            );
+            w = next;
+        }
+    }
 }

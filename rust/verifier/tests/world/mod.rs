@@ -190,12 +190,39 @@ pub(crate) enum Op {
     },
     /// VM entry of the current VMCS.
     Enter,
+    /// Fuzzing only: an entry write of any value, anywhere, with any level and guest frame.
+    RawSpte {
+        table: u64,
+        index: u16,
+        level: u8,
+        value: u64,
+        gfn: u64,
+        by: Caller,
+    },
+    /// Fuzzing only: the page allocator frees any block.
+    RawFree {
+        frame: u64,
+        order: u32,
+    },
+    /// Fuzzing only: `pt_free` of any frame.
+    RawPtFree {
+        frame: u64,
+    },
+    /// Fuzzing only: a KSM merge of any two frames.
+    RawKsm {
+        frame: u64,
+        kframe: u64,
+    },
+    /// Fuzzing only: any EPT pointer.
+    RawEptp {
+        value: u64,
+    },
 }
 
 impl Op {
     /// Ops that make more than one hook call: a refusal in them may follow a change.
     pub(crate) fn is_sequence(self) -> bool {
-        matches!(self, Op::Invept | Op::KsmMerge { .. })
+        matches!(self, Op::Invept | Op::KsmMerge { .. } | Op::RawKsm { .. })
     }
 }
 
@@ -413,6 +440,8 @@ pub(crate) struct Kernel {
     pub(crate) freed: BTreeSet<u64>,
     /// Tables unlinked since the last global INVEPT.
     pub(crate) unflushed: BTreeSet<u64>,
+    /// A raw op (fuzzing) named a frame of the block on its own, or a frame no op names.
+    pub(crate) raw: bool,
 }
 
 /// The platform one call sees: the kernel, who calls, and what the call reported.
@@ -725,6 +754,12 @@ impl World {
                 },
             );
             if let Some(v) = done {
+                // The entry means what the table's level, as the CPU walks it, makes it mean:
+                // record the level the backend registered the table at, not the caller's word.
+                let level = match b.verifier().frame_state(Pfn(table)) {
+                    Some(FrameState::Protected(Protected::Ept(pt))) => pt.level.get(),
+                    _ => level,
+                };
                 note_unlink(p.k, old, level);
                 if v == NONPRESENT.0 {
                     p.k.ept.remove(&(table, index));
@@ -768,13 +803,22 @@ pub(crate) enum Decoded {
     },
 }
 
+///
+/// Not present (no access): R, W and X all clear. EPT misconfiguration (no access either, a
+/// VM exit): write without read, an address bit at or above MAXPHYADDR, or a leaf whose memory
+/// type is reserved (2, 3 or 7).
 pub(crate) fn decode(v: u64, level: u8) -> Option<Decoded> {
-    if v & 7 == 0 {
+    let (read, write) = (v & 1 != 0, v & 2 != 0);
+    let reserved_address = (v & ((1 << 52) - 1)) >> PHYS_BITS != 0;
+    if v & 7 == 0 || (write && !read) || reserved_address {
         return None;
     }
     let pfn = (v >> 12) & ((1 << 40) - 1);
     if level == 1 || v & (1 << 7) != 0 {
-        let frames = if level == 2 { 512 } else { 1 };
+        if matches!((v >> 3) & 7, 2 | 3 | 7) {
+            return None;
+        }
+        let frames = 512u64.pow(u32::from(level.clamp(1, 4)) - 1);
         Some(Decoded::Leaf {
             pfn,
             frames,
@@ -787,6 +831,12 @@ pub(crate) fn decode(v: u64, level: u8) -> Option<Decoded> {
 
 /// Runs one op on `w`. Returns what it did.
 pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
+    if matches!(
+        op,
+        Op::RawSpte { .. } | Op::RawFree { .. } | Op::RawPtFree { .. } | Op::RawKsm { .. }
+    ) {
+        w.k.raw = true;
+    }
     let vm_kvm = |vm: u8| Handle(KVM[usize::from(vm)]);
     match op {
         Op::Map {
@@ -1045,6 +1095,26 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             }
             o
         }
+        Op::RawSpte {
+            table,
+            index,
+            level,
+            value,
+            gfn,
+            by,
+        } => w.spte(by.mm(), table, index, level, EptEntry(value), gfn),
+        Op::RawFree { frame, order } => apply(w, Op::FreePages { frame, order }),
+        Op::RawPtFree { frame } => apply(w, Op::PtFree { frame }),
+        Op::RawKsm { frame, kframe } => apply(w, Op::KsmMerge { frame, kframe }),
+        Op::RawEptp { value } => {
+            let (stop, c) = w.with(Handle::NONE, |b, p| {
+                b.vmcs_write(p, u64::from(VMCS_EPT_POINTER), value)
+            });
+            if let (false, Some(cur)) = (stop, w.k.current) {
+                w.k.fields.insert((cur, VMCS_EPT_POINTER), value);
+            }
+            outcome(c)
+        }
     }
 }
 
@@ -1247,14 +1317,16 @@ pub(crate) fn untouched_frames_unchanged(w: &World) -> Result<(), String> {
 /// Checks the isolation invariants at a state. Returns the violations.
 pub(crate) fn check_invariants(w: &mut World, leaves: &[Reached]) -> Vec<String> {
     let mut bad = Vec::new();
-    if let Err(e) = untouched_frames_unchanged(w) {
-        bad.push(e);
+    if !w.k.raw {
+        if let Err(e) = untouched_frames_unchanged(w) {
+            bad.push(e);
+        }
     }
     let mut users: BTreeMap<u64, Vec<Reached>> = BTreeMap::new();
     for l in leaves {
         // Huge leaves are checked on their first frame and on every frame's state.
         users.entry(l.pfn).or_default().push(*l);
-        for f in l.pfn..l.pfn + l.frames {
+        for f in l.pfn..l.pfn + l.frames.min(FRAMES as u64 + 1) {
             let state = frame_state(w, f);
             if KERNEL_PAGES.contains(&f) {
                 bad.push(format!("{:?} reaches kernel page {f} ({state:?})", l.vm));
@@ -1326,13 +1398,20 @@ pub(crate) fn check_invariants(w: &mut World, leaves: &[Reached]) -> Vec<String>
             writable,
         }) = decode(v, level)
         {
-            let c = if frames == 1 {
-                small.entry(pfn).or_default()
+            let regions = if frames == 1 {
+                let c = small.entry(pfn).or_default();
+                c.0 += 1;
+                c.1 += u64::from(writable);
+                0..0
             } else {
-                huge.entry(pfn / 512).or_default()
+                // A 1 GiB leaf counts on each of its 512 regions.
+                pfn / 512..(pfn / 512 + frames / 512).min(FRAMES as u64 / 512 + 1)
             };
-            c.0 += 1;
-            c.1 += u64::from(writable);
+            for r in regions {
+                let c = huge.entry(r).or_default();
+                c.0 += 1;
+                c.1 += u64::from(writable);
+            }
         }
     }
     let watched: BTreeSet<u64> = [HOST[0], HOST[1], SLAB, TABLE[0], TABLE[1], VMCS[0], BLOCK]

@@ -32,7 +32,7 @@ pub struct Census {
 }
 
 /// The largest block the page allocator frees at once (order 18: 1 GiB).
-const MAX_FREE_ORDER: u32 = 18;
+pub const MAX_FREE_ORDER: u32 = 18;
 
 /// Frames of the huge zero page (2 MiB).
 const HUGE_ZERO_FRAMES: u64 = 512;
@@ -297,8 +297,15 @@ impl<'a> Backend<'a> {
     /// by an EPT leaf, or is a HyperPS page, the shared zero page or a page-table root.
     /// Always enforced.
     pub fn free_pages(&mut self, p: &mut impl Platform, pfn: Pfn, order: u32) -> bool {
-        if order > MAX_FREE_ORDER || pfn.0 >= self.v.frame_count() {
+        if pfn.0 >= self.v.frame_count() {
             return false;
+        }
+        if order > MAX_FREE_ORDER {
+            // The page allocator never frees such a block: only a forged call gets here, and
+            // it must not be told that it may free whatever lies there.
+            let at = (pfn.0, 0, u64::from(order));
+            self.refuse_op(p, CheckClass::Ownership, Denial::BadRange, at, Handle::NONE);
+            return true;
         }
         let frames = 1u64 << order;
         let zero_block = match self.free_verdict(p, pfn, frames) {

@@ -36,7 +36,7 @@ mod snapshot;
 mod vmx;
 
 pub use self::ept::{DeferredFree, PendingPt, PtFree, SpteOutcome};
-pub use self::frames::Census;
+pub use self::frames::{Census, MAX_FREE_ORDER};
 pub use self::memslots::{Memslot, MemslotRecord};
 #[cfg(feature = "explore")]
 pub use self::snapshot::BackendScalars;
