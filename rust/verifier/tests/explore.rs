@@ -9,17 +9,20 @@
 //! Every operation a hook can be called with is tried with every argument from that world, by
 //! the caller the attacker chooses (either VMM, or a kernel thread). The explorer walks the
 //! reachable states breadth-first, deduplicated by a hash of everything a later decision can
-//! depend on, and at every new state checks the invariants of [`check_invariants`]. A refused
-//! call must leave the records exactly as they were.
+//! depend on, and at every new state checks the invariants of `check_invariants` (in
+//! `tests/world/`). A refused call must leave the records exactly as they were.
 //!
 //! A violation prints the shortest sequence of calls that reaches it (breadth-first order).
 //!
-//! * `cargo test --test explore` runs it to depth 4 (seconds).
-//! * `HYPERPS_EXPLORE_DEPTH=8 cargo test --release --test explore -- --nocapture` is the long
-//!   run; `HYPERPS_EXPLORE_THREADS` sets the threads (default: all CPUs).
-//! * `cargo test --release --features release-on-unmap --test explore` brings back the old
-//!   rule that a zap gave the frame back to the host, and must fail (see
-//!   `Documentation/hyperps/testing.rst`).
+//! Three alphabets (see [`Alphabet`]) keep the long runs within reach; each test explores one.
+//!
+//! * `cargo test --test explore` explores each alphabet to depth 3 (seconds).
+//! * `HYPERPS_EXPLORE_DEPTH=8 HYPERPS_EXPLORE_OPS=vmx cargo test --release --test explore --
+//!   --nocapture` is a long run of one alphabet; `HYPERPS_EXPLORE_THREADS` sets the threads
+//!   (default: all CPUs).
+//! * `HYPERPS_EXPLORE_DEPTH=4 cargo test --release --features release-on-unmap --test explore`
+//!   brings back the old rule that a zap gave the frame back to the host: the memory tests then
+//!   expect the counterexample, and fail without one (see `Documentation/hyperps/verifier.rst`).
 
 mod world;
 

@@ -49,9 +49,10 @@ pub(crate) const HVA: [u64; 2] = [0x7f00_0000_0000, 0x7e00_0000_0000];
 pub(crate) const KVM: [usize; 2] = [0xa1, 0xb1];
 /// Frames of each VM's memslot (guest frames 0..SLOT_PAGES).
 pub(crate) const SLOT_PAGES: u64 = 1024;
-/// A `HOST_RIP`-like address in module text (unused here, kept for the VMCS model).
+/// The VMCS field encoding of the EPT pointer.
 pub(crate) const VMCS_EPT_POINTER: u32 = 0x201a;
 
+/// The EPT pointer KVM writes for `root`: write-back, 4-level walk, A/D bits on.
 pub(crate) fn eptp(root: u64) -> u64 {
     6 | (3 << 3) | (1 << 6) | (root << 12)
 }
@@ -351,7 +352,7 @@ pub(crate) fn all_ops() -> Vec<Op> {
         ops.push(Op::PtFree { frame });
     }
     ops.push(Op::Invept);
-    for frame in [HOST[0], HOST[1], TABLE[0], VMCS[0]] {
+    for frame in HOST.into_iter().chain(KERNEL_PAGES) {
         ops.push(Op::FreePages { frame, order: 0 });
     }
     ops.push(Op::FreePages {
@@ -885,7 +886,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             let (r, c) = w.with(Handle(MM[usize::from(vm)]), |b, p| {
                 b.pt_alloc(p, vm_kvm(vm), Pfn(pt))
             });
-            let mut o = outcome(c);
+            let mut o = c;
             if r.is_ok() {
                 w.k.freed.remove(&pt);
                 // KVM fills a new table with non-present entries.
@@ -897,7 +898,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
         }
         Op::PtFree { frame } => {
             let (r, c) = w.with(Handle::NONE, |b, p| b.pt_free(p, Pfn(frame)));
-            let mut o = outcome(c);
+            let mut o = c;
             if r == PtFree::Now {
                 given_back(w, frame, &mut o);
             }
@@ -911,7 +912,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
                 let n = b.deferred_pass2(p, &mut out);
                 out[..n].to_vec()
             });
-            let mut o = outcome(c);
+            let mut o = c;
             for pfn in out {
                 given_back(w, pfn.0, &mut o);
             }
@@ -919,7 +920,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
         }
         Op::FreePages { frame, order } => {
             let (keep, c) = w.with(Handle::NONE, |b, p| b.free_pages(p, Pfn(frame), order));
-            let mut o = outcome(c);
+            let mut o = c;
             if !keep && KERNEL_PAGES.contains(&frame) {
                 given_back(w, frame, &mut o);
             }
@@ -929,7 +930,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             let (stop, c) = w.with(Handle::NONE, |b, p| {
                 b.ksm_merge(p, 0, Pfn(frame), Pfn(kframe))
             });
-            let o = outcome(c);
+            let o = c;
             if !stop {
                 for m in w.k.maps.values_mut() {
                     if m.pfn == frame && !m.huge {
@@ -981,7 +982,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             let (r, c) = w.with(by.mm(), |b, p| {
                 b.memslot_add(p, vm_kvm(vm), &memslot(usize::from(vm)))
             });
-            let mut o = outcome(c);
+            let mut o = c;
             o.refused |= r.is_err() && o.refused;
             o
         }
@@ -989,13 +990,13 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             let ((), c) = w.with(by.mm(), |b, p| {
                 b.memslot_remove(p, vm_kvm(vm), &memslot(usize::from(vm)))
             });
-            outcome(c)
+            c
         }
         Op::VmCreate { vm, by } => {
             let (id, c) = w.with(by.mm(), |b, p| {
                 b.vm_create(p, vm_kvm(vm)).ok().and(b.vm_id(vm_kvm(vm)))
             });
-            let o = outcome(c);
+            let o = c;
             if let (Some(id), Caller::Vmm(mm)) = (id, by) {
                 w.k.vms[usize::from(vm)] = Some(ShadowVm {
                     id: Some(id),
@@ -1011,7 +1012,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
                 b.vm_destroy(p, vm_kvm(vm));
                 was.filter(|_| b.vm_id(vm_kvm(vm)).is_none())
             });
-            let o = outcome(c);
+            let o = c;
             if let Some(id) = gone {
                 if let Some(s) = w.k.vms[usize::from(vm)].take() {
                     w.k.dead.insert(id.to_raw(), s.mm);
@@ -1030,7 +1031,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             let (r, c) = w.with(by.mm(), |b, p| {
                 b.vcpu_create(p, &info, true).map(|()| b.vm_id(vm_kvm(vm)))
             });
-            let o = outcome(c);
+            let o = c;
             if let Ok(Some(id)) = r {
                 w.k.vcpus[usize::from(vcpu)] = Some(ShadowVcpu { vm: id, slot: vm });
                 w.k.freed.remove(&VMCS[usize::from(vcpu)]);
@@ -1041,12 +1042,12 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             let ((), c) = w.with(by.mm(), |b, p| {
                 b.vcpu_free(p, vm_kvm(vm), Handle(0x100 + usize::from(vcpu)))
             });
-            outcome(c)
+            c
         }
         Op::PageFree { vcpu } => {
             let page = VMCS[usize::from(vcpu)];
             let (keep, c) = w.with(Handle::NONE, |b, p| b.page_free(p, page << 12));
-            let mut o = outcome(c);
+            let mut o = c;
             if !keep {
                 given_back(w, page, &mut o);
                 w.k.vcpus[usize::from(vcpu)] = None;
@@ -1060,7 +1061,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
         }
         Op::GuestPage { vm, frame, by } => {
             let (_, c) = w.with(by.mm(), |b, p| b.guest_page(p, vm_kvm(vm), 0, frame));
-            outcome(c)
+            c
         }
         Op::Vmptrld { vcpu, by } => {
             let page = VMCS[usize::from(vcpu)];
@@ -1068,7 +1069,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             if !stop {
                 w.k.current = Some(page);
             }
-            outcome(c)
+            c
         }
         Op::Vmclear { vcpu } => {
             let page = VMCS[usize::from(vcpu)];
@@ -1076,7 +1077,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             if !stop && w.k.current == Some(page) {
                 w.k.current = None;
             }
-            outcome(c)
+            c
         }
         Op::WriteEptp { root } => {
             let (stop, c) = w.with(Handle::NONE, |b, p| {
@@ -1085,11 +1086,11 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             if let (false, Some(cur)) = (stop, w.k.current) {
                 w.k.fields.insert((cur, VMCS_EPT_POINTER), eptp(root));
             }
-            outcome(c)
+            c
         }
         Op::Enter => {
             let (stop, c) = w.with(Handle::NONE, |b, p| b.vm_entry(p));
-            let mut o = outcome(c);
+            let mut o = c;
             if !stop {
                 entered(w, &mut o);
             }
@@ -1113,7 +1114,7 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             if let (false, Some(cur)) = (stop, w.k.current) {
                 w.k.fields.insert((cur, VMCS_EPT_POINTER), value);
             }
-            outcome(c)
+            c
         }
     }
 }
@@ -1123,10 +1124,6 @@ pub(crate) fn quiet() -> Outcome {
         refused: false,
         violations: Vec::new(),
     }
-}
-
-pub(crate) fn outcome(c: Outcome) -> Outcome {
-    c
 }
 
 /// The VMM of the VM whose table `t` is (KVM zaps from the VMM's ioctl or MMU notifier).
@@ -1281,14 +1278,9 @@ pub(crate) fn vmm_of(w: &World, vm: VmId) -> Option<u8> {
 
 /// Frames each VM can write become dirty from it (until a scrub).
 pub(crate) fn note_dirty(w: &mut World, leaves: &[Reached]) {
+    // A block changes hands as a whole: its first frame stands for it.
     for l in leaves.iter().filter(|l| l.writable) {
-        for f in l.pfn..l.pfn + l.frames.min(1) {
-            w.k.dirty.entry(f).or_default().insert(l.vm.to_raw());
-        }
-        if l.frames > 1 {
-            // A block changes hands as a whole: its first frame stands for it.
-            w.k.dirty.entry(l.pfn).or_default().insert(l.vm.to_raw());
-        }
+        w.k.dirty.entry(l.pfn).or_default().insert(l.vm.to_raw());
     }
 }
 

@@ -207,6 +207,17 @@ pub struct BackendTables<'a> {
     pub ghosts: &'a mut [Option<Ghost>],
 }
 
+impl BackendTables<'_> {
+    /// True if the tables are as long as the verifier's (see [`BackendTables`]).
+    pub(super) fn fit(&self, v: &Verifier<'_>) -> bool {
+        self.vms.len() >= v.vms.len()
+            && self.vcpus.len() >= v.vcpus.len()
+            && self.pending.len() as u64 >= v.frame_count()
+            && !self.zombies.is_empty()
+            && !self.ghosts.is_empty()
+    }
+}
+
 /// The backend: the verifier plus the glue's own records.
 pub struct Backend<'a> {
     /// The verifier core.
@@ -239,12 +250,7 @@ impl<'a> Backend<'a> {
     /// Builds the backend over a fresh verifier and caller-supplied tables, resetting them.
     /// The VM and vCPU tables must be at least as long as the verifier's.
     pub fn new(v: Verifier<'a>, t: BackendTables<'a>) -> Result<Backend<'a>, Denial> {
-        if t.vms.len() < v.vms.len()
-            || t.vcpus.len() < v.vcpus.len()
-            || (t.pending.len() as u64) < v.frame_count()
-            || t.zombies.is_empty()
-            || t.ghosts.is_empty()
-        {
+        if !t.fit(&v) {
             return Err(Denial::BadConfig);
         }
         for p in t.pending.iter_mut() {

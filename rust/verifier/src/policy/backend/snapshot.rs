@@ -61,12 +61,7 @@ impl<'a> Backend<'a> {
         s: &BackendScalars,
     ) -> Result<Backend<'a>, Denial> {
         let v = Verifier::resume(tables, &s.verifier)?;
-        if t.vms.len() < v.vms.len()
-            || t.vcpus.len() < v.vcpus.len()
-            || (t.pending.len() as u64) < v.frame_count()
-            || t.zombies.is_empty()
-            || t.ghosts.is_empty()
-        {
+        if !t.fit(&v) {
             return Err(Denial::BadConfig);
         }
         Ok(Backend {
