@@ -5,6 +5,8 @@
 #
 #   fuzz/run.sh [runs] [target...]   default 200000 executions per target, every target
 #
+# HYPERPS_FUZZ_SECONDS=S stops each target after S seconds if the runs are not done by then.
+#
 # One libFuzzer process per CPU works on each target, sharing its corpus (fuzz/corpus/TARGET);
 # the executions are split between them and added up at the end. Built without a sanitizer:
 # the crate forbids `unsafe`, and overflow checks stay on (-O keeps debug assertions), so an
@@ -20,6 +22,8 @@ export RUSTC_BOOTSTRAP=1
 targets=${*:-$(cargo fuzz list)}
 jobs=$(nproc)
 per=$(((runs + jobs - 1) / jobs))
+time_limit=
+[ -n "${HYPERPS_FUZZ_SECONDS:-}" ] && time_limit="-max_total_time=$HYPERPS_FUZZ_SECONDS"
 cargo fuzz build -O -s none >/dev/null
 bin=target/x86_64-unknown-linux-gnu/release
 for t in $targets; do
@@ -31,8 +35,9 @@ for t in $targets; do
 	start=$(date +%s)
 	pids=
 	for j in $(seq 1 "$jobs"); do
+		# shellcheck disable=SC2086
 		"$bin/$t" "corpus/$t" -runs="$per" -max_len="$max_len" -print_final_stats=1 \
-			-artifact_prefix="artifacts/$t/" >"target/fuzz-$t-$j.log" 2>&1 &
+			-artifact_prefix="artifacts/$t/" $time_limit >"target/fuzz-$t-$j.log" 2>&1 &
 		pids="$pids $!"
 	done
 	failed=0
