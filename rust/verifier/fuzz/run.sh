@@ -12,6 +12,11 @@
 # the crate forbids `unsafe`, and overflow checks stay on (-O keeps debug assertions), so an
 # overflow panics as it would in the kernel.
 #
+# Every run of a target is added to fuzz/ledger.tsv (git-ignored, beside the corpus): date,
+# source hash, target, executions, seconds, result. The source hash covers the verifier, the
+# target and its driver (for `backend`, the explorer's world), so the total printed for a
+# target only adds up runs of exactly the code that is being fuzzed now.
+#
 # Needs cargo-fuzz (cargo install cargo-fuzz --locked). Only a stable toolchain exists on the
 # project machines, so RUSTC_BOOTSTRAP=1 lets cargo-fuzz use the nightly-only flags.
 set -eu
@@ -24,7 +29,19 @@ jobs=$(nproc)
 per=$(((runs + jobs - 1) / jobs))
 time_limit=
 [ -n "${HYPERPS_FUZZ_SECONDS:-}" ] && time_limit="-max_total_time=$HYPERPS_FUZZ_SECONDS"
+# The code a target runs: the verifier, its driver and the target itself, hashed before the
+# build so that an edit during a long run is not credited with it.
+source_hash() {
+	driver=driver.rs
+	[ "$1" = backend ] && driver=../tests/world
+	find ../src "$driver" "fuzz_targets/$1.rs" Cargo.toml ../Cargo.toml -type f |
+		LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12
+}
+hashes=
+for t in $targets; do hashes="$hashes $t=$(source_hash "$t")"; done
 cargo fuzz build -O -s none >/dev/null
+ledger=ledger.tsv
+[ -f "$ledger" ] || printf 'date\tsource\ttarget\texecutions\tseconds\tresult\n' >"$ledger"
 bin=target/x86_64-unknown-linux-gnu/release
 for t in $targets; do
 	[ -x "$bin/$t" ] || { echo "no fuzz target '$t' (see: cargo fuzz list)"; exit 2; }
@@ -44,8 +61,17 @@ for t in $targets; do
 	for p in $pids; do wait "$p" || failed=1; done
 	total=$(cat target/fuzz-"$t"-*.log | sed -n 's/^stat::number_of_executed_units: //p' |
 		awk '{s += $1} END {print s + 0}')
-	echo "== $t: $total executions in $(($(date +%s) - start)) s," \
-		"corpus $(find "corpus/$t" -type f | wc -l) inputs"
+	seconds=$(($(date +%s) - start))
+	src=$(echo "$hashes" | tr ' ' '\n' | sed -n "s/^$t=//p")
+	result=ok
+	[ "$failed" -ne 0 ] && result=FAILED
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$src" "$t" "$total" \
+		"$seconds" "$result" >>"$ledger"
+	sum=$(awk -F'\t' -v s="$src" -v t="$t" \
+		'$2 == s && $3 == t && $6 == "ok" {n += $4} END {print n + 0}' "$ledger")
+	echo "== $t: $total executions in $seconds s," \
+		"corpus $(find "corpus/$t" -type f | wc -l) inputs ($(du -sh "corpus/$t" | cut -f1));" \
+		"$sum in all on source $src"
 	if [ "$failed" -ne 0 ]; then
 		echo "FAILED: $t (see fuzz/target/fuzz-$t-*.log, fuzz/artifacts/$t/)"
 		for f in target/fuzz-"$t"-*.log; do tail -n 40 "$f"; done
