@@ -350,3 +350,72 @@ fn refused_vmptrld_locks_out_the_writes_after_it() {
     ];
     assert_eq!(run_sequence(&seq), Ok(vec![false, false, true, true, true]));
 }
+
+/// Every critical field the explorer writes takes KVM's value and refuses each attack, so the
+/// explorer's VMWRITEs reach both sides of every rule.
+#[test]
+fn critical_fields_take_kvms_values_and_refuse_the_attacks() {
+    let mut seq = vec![
+        Op::VcpuCreate {
+            vm: 0,
+            vcpu: 0,
+            by: Caller::Vmm(0),
+        },
+        Op::Vmptrld {
+            vcpu: 0,
+            by: Caller::Vmm(0),
+        },
+        Op::WriteEptp { root: ROOT[0] },
+    ];
+    let mut want = vec![false, false, false];
+    for (field, f) in CRITICAL_FIELDS.iter().enumerate() {
+        for value in 0..=f.attacks.len() {
+            seq.push(Op::WriteField {
+                field: field as u8,
+                value: value as u8,
+            });
+            want.push(value != 0);
+        }
+    }
+    seq.push(Op::Enter);
+    want.push(false);
+    assert_eq!(run_sequence(&seq), Ok(want));
+}
+
+/// The entry rule of each critical field catches its attacks: with the value forced into the
+/// VMCS behind the backend's back, the entry the backend allows is a violation.
+#[test]
+fn an_entry_with_an_attack_value_breaks_the_field_rules() {
+    let setup = [
+        Op::VcpuCreate {
+            vm: 0,
+            vcpu: 0,
+            by: Caller::Vmm(0),
+        },
+        Op::Vmptrld {
+            vcpu: 0,
+            by: Caller::Vmm(0),
+        },
+    ];
+    let mut w = World::initial();
+    for op in setup {
+        let before = records_hash(&w);
+        w = step(&w, (before, 0), op, |_| true).0;
+    }
+    for f in &CRITICAL_FIELDS {
+        for &attack in f.attacks {
+            let mut forced = w.clone();
+            forced.k.fields.insert((VMCS[0], f.field.0), attack);
+            let before = records_hash(&forced);
+            let (_, s) = step(&forced, (before, 0), Op::Enter, |_| true);
+            assert!(
+                s.violations
+                    .iter()
+                    .any(|v| v.contains("VM entry allowed with field")),
+                "field {:#x} = {attack:#x}: {:?}",
+                f.field.0,
+                s.violations
+            );
+        }
+    }
+}

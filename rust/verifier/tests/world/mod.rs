@@ -52,6 +52,134 @@ pub(crate) const SLOT_PAGES: u64 = 1024;
 /// The VMCS field encoding of the EPT pointer.
 pub(crate) const VMCS_EPT_POINTER: u32 = 0x201a;
 
+/// The host's page-table root (`HOST_CR3` and the live CR3), registered as `pgd_alloc()` does.
+pub(crate) const HOST_PGD: u64 = 2;
+/// The live control registers of the mock CPU.
+pub(crate) const HOST_CR0: u64 = 0x8005_0033;
+pub(crate) const HOST_CR4: u64 = 0x372ef0; // with the pinned bits (UMIP, FSGSBASE, SMEP, SMAP)
+
+/// A security-critical VMCS field: the value KVM writes, which the world's VMCS holds until
+/// a write changes it (KVM's vCPU setup), the values an attacker tries, and the rule a VMCS
+/// must meet to be entered, stated here independently of the verifier.
+pub(crate) struct CriticalField {
+    pub(crate) field: VmcsField,
+    pub(crate) kvm: u64,
+    pub(crate) attacks: &'static [u64],
+    pub(crate) rule: fn(u64) -> Result<(), &'static str>,
+}
+
+const fn has(v: u64, bits: u64) -> bool {
+    v & bits == bits
+}
+
+const CR0_PE: u64 = 1;
+const CR0_WP: u64 = 1 << 16;
+const CR0_PG: u64 = 1 << 31;
+const CR4_VMXE: u64 = 1 << 13;
+const CR4_SMEP: u64 = 1 << 20;
+const CR4_SMAP: u64 = 1 << 21;
+const PIN_KVM: u64 = 0x29; // external-interrupt and NMI exiting, virtual NMIs
+const PRIMARY_KVM: u64 = (1 << 31) | (1 << 24) | (1 << 7); // secondary, I/O exiting, HLT
+const SECONDARY_KVM: u64 = 0xa2; // EPT, VPID, unrestricted guest
+const EXIT_KVM: u64 = 0x3c_8200; // 64-bit host, ack interrupt, PAT and EFER saved and loaded
+const ENTRY_KVM: u64 = 0x200; // IA-32e mode guest
+
+pub(crate) const CRITICAL_FIELDS: [CriticalField; 9] = [
+    CriticalField {
+        field: VmcsField::HOST_CR0,
+        kvm: HOST_CR0,
+        attacks: &[HOST_CR0 & !CR0_WP],
+        rule: |v| match v == HOST_CR0 && has(v, CR0_PE | CR0_PG | CR0_WP) {
+            true => Ok(()),
+            false => Err("HOST_CR0 is not the host's CR0 with WP, PE and PG"),
+        },
+    },
+    CriticalField {
+        field: VmcsField::HOST_CR3,
+        kvm: HOST_PGD << 12,
+        attacks: &[HOST[0] << 12, SLAB << 12],
+        rule: |v| match v == HOST_PGD << 12 {
+            true => Ok(()),
+            false => Err("HOST_CR3 is not the host's page-table root"),
+        },
+    },
+    CriticalField {
+        field: VmcsField::HOST_CR4,
+        kvm: HOST_CR4,
+        attacks: &[HOST_CR4 & !CR4_SMEP, HOST_CR4 & !CR4_VMXE],
+        rule: |v| match v == HOST_CR4 && has(v, CR4_SMEP | CR4_SMAP | CR4_VMXE) {
+            true => Ok(()),
+            false => Err("HOST_CR4 is not the host's CR4 with SMEP, SMAP and VMXE"),
+        },
+    },
+    CriticalField {
+        field: VmcsField::VMCS_LINK_POINTER,
+        kvm: u64::MAX,
+        attacks: &[VMCS[1] << 12, HOST[0] << 12],
+        rule: |v| match v == u64::MAX {
+            true => Ok(()),
+            false => Err("VMCS_LINK_POINTER names a page, and no vCPU has a shadow VMCS"),
+        },
+    },
+    CriticalField {
+        field: VmcsField::PIN_BASED_VM_EXEC_CONTROL,
+        kvm: PIN_KVM,
+        attacks: &[PIN_KVM & !1, PIN_KVM & !8],
+        rule: |v| match has(v, 1 | 8) {
+            true => Ok(()),
+            false => Err("external interrupts or NMIs do not exit"),
+        },
+    },
+    CriticalField {
+        field: VmcsField::CPU_BASED_VM_EXEC_CONTROL,
+        kvm: PRIMARY_KVM,
+        attacks: &[PRIMARY_KVM | (1 << 25), PRIMARY_KVM & !(1 << 24)],
+        rule: |v| match has(v, (1 << 31) | (1 << 24)) && v & (1 << 25) == 0 {
+            true => Ok(()),
+            false => Err("port I/O does not always exit"),
+        },
+    },
+    CriticalField {
+        field: VmcsField::SECONDARY_VM_EXEC_CONTROL,
+        kvm: SECONDARY_KVM,
+        attacks: &[
+            SECONDARY_KVM & !2,
+            SECONDARY_KVM | (1 << 13),
+            SECONDARY_KVM | (1 << 14),
+        ],
+        rule: |v| match has(v, 2) && v & ((1 << 13) | (1 << 14) | (1 << 22)) == 0 {
+            true => Ok(()),
+            false => Err("EPT off, or VMFUNC, shadow VMCS or mode-based execute on"),
+        },
+    },
+    CriticalField {
+        field: VmcsField::VM_EXIT_CONTROLS,
+        kvm: EXIT_KVM,
+        attacks: &[EXIT_KVM & !(1 << 9), EXIT_KVM & !(1 << 19)],
+        rule: |v| match has(v, (1 << 9) | (1 << 19)) {
+            true => Ok(()),
+            false => Err("the exit does not return to a 64-bit host with its PAT"),
+        },
+    },
+    CriticalField {
+        field: VmcsField::VM_ENTRY_CONTROLS,
+        kvm: ENTRY_KVM,
+        attacks: &[ENTRY_KVM | (1 << 10), ENTRY_KVM | (1 << 11)],
+        rule: |v| match v & ((1 << 10) | (1 << 11)) == 0 {
+            true => Ok(()),
+            false => Err("the entry is to SMM or deactivates dual-monitor treatment"),
+        },
+    },
+];
+
+/// What the world's VMCS holds in `field` until it is written.
+pub(crate) fn field_default(field: u32) -> u64 {
+    CRITICAL_FIELDS
+        .iter()
+        .find(|f| f.field.0 == field)
+        .map_or(0, |f| f.kvm)
+}
+
 /// The EPT pointer KVM writes for `root`: write-back, 4-level walk, A/D bits on.
 pub(crate) fn eptp(root: u64) -> u64 {
     6 | (3 << 3) | (1 << 6) | (root << 12)
@@ -189,6 +317,11 @@ pub(crate) enum Op {
     WriteEptp {
         root: u64,
     },
+    /// VMWRITE of `CRITICAL_FIELDS[field]`: KVM's value (0) or attack `value - 1`.
+    WriteField {
+        field: u8,
+        value: u8,
+    },
     /// VM entry of the current VMCS.
     Enter,
     /// Fuzzing only: an entry write of any value, anywhere, with any level and guest frame.
@@ -259,6 +392,7 @@ impl Alphabet {
                 | Op::Vmptrld { .. }
                 | Op::Vmclear { .. }
                 | Op::WriteEptp { .. }
+                | Op::WriteField { .. }
                 | Op::Enter
         );
         let vmx = !matches!(
@@ -388,6 +522,14 @@ pub(crate) fn all_ops() -> Vec<Op> {
     for root in [ROOT[0], ROOT[1], TABLE[0]] {
         ops.push(Op::WriteEptp { root });
     }
+    for (field, f) in CRITICAL_FIELDS.iter().enumerate() {
+        for value in 0..=f.attacks.len() {
+            ops.push(Op::WriteField {
+                field: field as u8,
+                value: value as u8,
+            });
+        }
+    }
     ops.push(Op::Enter);
     ops
 }
@@ -513,8 +655,8 @@ impl Platform for Call<'_> {
     fn frames_equal(&self, a: Pfn, b: Pfn) -> bool {
         self.k.contents.get(&a.0) == self.k.contents.get(&b.0)
     }
-    fn pgd_is_new(&self, _root: Pfn, _pages: u32) -> bool {
-        false
+    fn pgd_is_new(&self, root: Pfn, pages: u32) -> bool {
+        root == Pfn(HOST_PGD) && pages == 1
     }
     fn read_phys(&self, _pa: u64) -> Option<u64> {
         Some(0)
@@ -528,16 +670,22 @@ impl Platform for Call<'_> {
     }
     fn host_value(&self, value: HostValue) -> u64 {
         match value {
-            HostValue::Cr0 => 0x8005_0033,
-            HostValue::Cr3 => 0x2000,
-            HostValue::Cr4 => 0x3726f0,
+            HostValue::Cr0 => HOST_CR0,
+            HostValue::Cr3 => HOST_PGD << 12,
+            HostValue::Cr4 => HOST_CR4,
             HostValue::Field(_) => 0x1000,
             HostValue::PiDestination => 0,
         }
     }
     fn vmread(&self, field: u32) -> Option<u64> {
         let cur = self.k.current?;
-        Some(self.k.fields.get(&(cur, field)).copied().unwrap_or(0))
+        Some(
+            self.k
+                .fields
+                .get(&(cur, field))
+                .copied()
+                .unwrap_or_else(|| field_default(field)),
+        )
     }
     fn is_module_text(&self, addr: u64) -> bool {
         (0xffff_ffff_c000_0000..0xffff_ffff_ff00_0000).contains(&addr)
@@ -687,6 +835,7 @@ impl World {
         let mut w = World::empty();
         let ((), c) = w.with(Handle(MM[0]), |b, p| {
             assert!(!b.vmxon(p, VMXON << 12));
+            b.pgd_add(p, Pfn(HOST_PGD), 1).expect("pgd_add");
             for i in 0..2 {
                 p.mm = Handle(MM[i]);
                 b.vm_create(p, Handle(KVM[i])).expect("vm_create");
@@ -1088,6 +1237,26 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             }
             c
         }
+        Op::WriteField { field, value } => {
+            let f = &CRITICAL_FIELDS[usize::from(field)];
+            let v = match value {
+                0 => f.kvm,
+                n => f.attacks[usize::from(n) - 1],
+            };
+            let (stop, c) = w.with(Handle::NONE, |b, p| {
+                b.vmcs_write(p, u64::from(f.field.0), v)
+            });
+            if let (false, Some(cur)) = (stop, w.k.current) {
+                // Only values that differ from KVM's are kept, so that rewriting KVM's value
+                // is the state it came from.
+                if v == f.kvm {
+                    w.k.fields.remove(&(cur, f.field.0));
+                } else {
+                    w.k.fields.insert((cur, f.field.0), v);
+                }
+            }
+            c
+        }
         Op::Enter => {
             let (stop, c) = w.with(Handle::NONE, |b, p| b.vm_entry(p));
             let mut o = c;
@@ -1177,6 +1346,15 @@ pub(crate) fn entered(w: &World, o: &mut Outcome) {
             .push(format!("VM entry allowed into VMCS {cur} of no vCPU"));
         return;
     };
+    for f in &CRITICAL_FIELDS {
+        let value = w.k.fields.get(&(cur, f.field.0)).copied().unwrap_or(f.kvm);
+        if let Err(why) = (f.rule)(value) {
+            o.violations.push(format!(
+                "VM entry allowed with field {:#x} = {value:#x}: {why}",
+                f.field.0
+            ));
+        }
+    }
     if let Some(&e) = w.k.fields.get(&(cur, VMCS_EPT_POINTER)) {
         let root = e >> 12;
         let ok = !w.k.freed.contains(&root)
@@ -1293,6 +1471,12 @@ pub(crate) fn untouched_frames_unchanged(w: &World) -> Result<(), String> {
     for f in 0..FRAMES as u64 {
         let i = f as usize;
         let (want, pending) = if named.contains(&f) || f == BLOCK {
+            continue;
+        } else if f == HOST_PGD {
+            // No op names it, and a leaf to it is refused before any count moves.
+            if w.frames[i].state() != FrameState::HostPgd || w.pending[i] != PendingPt::NONE {
+                return Err(format!("the host's root changed: {:?}", w.frames[i]));
+            }
             continue;
         } else if (BLOCK..BLOCK + 512).contains(&f) {
             (w.frames[BLOCK as usize], w.pending[BLOCK as usize])
