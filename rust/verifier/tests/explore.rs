@@ -109,12 +109,13 @@ fn explore(alphabet: Alphabet, max_depth: usize, threads: usize) -> Exploration 
                     s.spawn(move || {
                         let mut out = Vec::new();
                         let mut local: HashSet<u64, BuildHasherDefault<Id>> = HashSet::default();
+                        let mut scratch = initial_ref.clone();
                         for &n in part {
                             let w = replay(initial_ref, ops_ref, &path_of(nodes_ref, n));
                             let before = records_hash(&w);
                             let parent = state_hash(&w, before);
                             for (i, &op) in ops_ref.iter().enumerate() {
-                                let (_, st) = step(&w, (before, parent), op, |h| {
+                                let st = step_into(&mut scratch, &w, (before, parent), op, |h| {
                                     !seen_ref.contains(&h) && !local.contains(&h)
                                 });
                                 if seen_ref.contains(&st.hash) {

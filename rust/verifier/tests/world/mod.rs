@@ -42,6 +42,19 @@ pub(crate) const KERNEL_PAGES: [u64; 12] = [
     VMXON, ROOT[0], L3[0], L2[0], ROOT[1], L3[1], L2[1], TABLE[0], TABLE[1], VMCS[0], VMCS[1], SLAB,
 ];
 
+/// The frames an op can name: the kernel pages and the host frames.
+const NAMED: [bool; FRAMES] = {
+    let mut named = [false; FRAMES];
+    let mut i = 0;
+    while i < KERNEL_PAGES.len() {
+        named[KERNEL_PAGES[i] as usize] = true;
+        i += 1;
+    }
+    named[HOST[0] as usize] = true;
+    named[HOST[1] as usize] = true;
+    named
+};
+
 /// The VMMs' address spaces and where each maps its VM's memslot.
 pub(crate) const MM: [usize; 2] = [0xa000, 0xb000];
 pub(crate) const HVA: [u64; 2] = [0x7f00_0000_0000, 0x7e00_0000_0000];
@@ -707,7 +720,6 @@ impl Platform for Call<'_> {
 }
 
 /// Everything: the verifier's and the backend's tables, their scalars, and the kernel.
-#[derive(Clone)]
 pub(crate) struct World {
     pub(crate) frames: Vec<FrameRecord>,
     pub(crate) regions: Vec<RegionRecord>,
@@ -727,6 +739,53 @@ pub(crate) struct World {
     pub(crate) ghosts: Vec<Option<Ghost>>,
     pub(crate) scalars: Option<BackendScalars>,
     pub(crate) k: Kernel,
+}
+
+// Cloning is most of a step's cost: `clone_from` reuses the tables' allocations.
+impl Clone for World {
+    fn clone(&self) -> World {
+        World {
+            frames: self.frames.clone(),
+            regions: self.regions.clone(),
+            vms: self.vms.clone(),
+            vcpus: self.vcpus.clone(),
+            vmcs: self.vmcs.clone(),
+            shares: self.shares.clone(),
+            vpids: self.vpids.clone(),
+            cpus: self.cpus.clone(),
+            audit: self.audit.clone(),
+            pending: self.pending.clone(),
+            bvms: self.bvms.clone(),
+            bvcpus: self.bvcpus.clone(),
+            memslots: self.memslots.clone(),
+            deferred: self.deferred.clone(),
+            zombies: self.zombies.clone(),
+            ghosts: self.ghosts.clone(),
+            scalars: self.scalars,
+            k: self.k.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &World) {
+        self.frames.clone_from(&source.frames);
+        self.regions.clone_from(&source.regions);
+        self.vms.clone_from(&source.vms);
+        self.vcpus.clone_from(&source.vcpus);
+        self.vmcs.clone_from(&source.vmcs);
+        self.shares.clone_from(&source.shares);
+        self.vpids.clone_from(&source.vpids);
+        self.cpus.clone_from(&source.cpus);
+        self.audit.clone_from(&source.audit);
+        self.pending.clone_from(&source.pending);
+        self.bvms.clone_from(&source.bvms);
+        self.bvcpus.clone_from(&source.bvcpus);
+        self.memslots.clone_from(&source.memslots);
+        self.deferred.clone_from(&source.deferred);
+        self.zombies.clone_from(&source.zombies);
+        self.ghosts.clone_from(&source.ghosts);
+        self.scalars = source.scalars;
+        self.k.clone_from(&source.k);
+    }
 }
 
 /// What one call did.
@@ -1467,10 +1526,9 @@ pub(crate) fn note_dirty(w: &mut World, leaves: &[Reached]) {
 /// state of the first (the block only ever changes as a whole). If that ever failed, the hash
 /// would merge states that differ.
 pub(crate) fn untouched_frames_unchanged(w: &World) -> Result<(), String> {
-    let named: BTreeSet<u64> = KERNEL_PAGES.into_iter().chain(HOST).collect();
     for f in 0..FRAMES as u64 {
         let i = f as usize;
-        let (want, pending) = if named.contains(&f) || f == BLOCK {
+        let (want, pending) = if NAMED[i] || f == BLOCK {
             continue;
         } else if f == HOST_PGD {
             // No op names it, and a leaf to it is refused before any count moves.
@@ -1723,29 +1781,39 @@ pub(crate) struct Step {
 /// Invariants are checked only if `check` says the resulting state is new.
 pub(crate) fn step(
     w: &World,
-    (before, parent): (u64, u64),
+    hashes: (u64, u64),
     op: Op,
     check: impl Fn(u64) -> bool,
 ) -> (World, Step) {
     let mut c = w.clone();
-    let o = apply(&mut c, op);
+    let s = step_into(&mut c, w, hashes, op, check);
+    (c, s)
+}
+
+/// `step` into `c`, a world whose allocations are reused.
+pub(crate) fn step_into(
+    c: &mut World,
+    w: &World,
+    (before, parent): (u64, u64),
+    op: Op,
+    check: impl Fn(u64) -> bool,
+) -> Step {
+    c.clone_from(w);
+    let o = apply(c, op);
     let mut violations = o.violations;
-    let records = records_hash(&c);
+    let records = records_hash(c);
     if records == before && violations.is_empty() && c.k == w.k {
         // Nothing changed (a refusal, or a call with nothing to do): the parent's state.
-        return (
-            c,
-            Step {
-                records,
-                hash: parent,
-                refused: o.refused,
-                violations,
-            },
-        );
+        return Step {
+            records,
+            hash: parent,
+            refused: o.refused,
+            violations,
+        };
     }
     if o.refused && !op.is_sequence() && records != before {
         let lockout = matches!(op, Op::Vmptrld { .. })
-            && records_hash_but_cpus(&c) == records_hash_but_cpus(w)
+            && records_hash_but_cpus(c) == records_hash_but_cpus(w)
             && c.with(Handle::NONE, |b, _| b.verifier().current_vmcs(CpuId(0)))
                 .0
                 .is_none();
@@ -1753,21 +1821,18 @@ pub(crate) fn step(
             violations.push(format!("{op:?} was refused but changed the records"));
         }
     }
-    let leaves = reached(&c);
-    note_dirty(&mut c, &leaves);
-    let hash = state_hash(&c, records);
+    let leaves = reached(c);
+    note_dirty(c, &leaves);
+    let hash = state_hash(c, records);
     if !violations.is_empty() || check(hash) {
-        violations.extend(check_invariants(&mut c, &leaves));
+        violations.extend(check_invariants(c, &leaves));
     }
-    (
-        c,
-        Step {
-            records,
-            hash,
-            refused: o.refused,
-            violations,
-        },
-    )
+    Step {
+        records,
+        hash,
+        refused: o.refused,
+        violations,
+    }
 }
 
 /// Replays `path` from the initial world, with the same bookkeeping as the explorer.
