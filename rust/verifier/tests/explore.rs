@@ -332,42 +332,37 @@ fn zap_then_remap_then_map_into_another_vm() {
 /// current, so the VMWRITE and the entry that follow are refused too.
 #[test]
 fn refused_vmptrld_locks_out_the_writes_after_it() {
-    let seq = [
-        Op::VcpuCreate {
-            vm: 0,
-            vcpu: 0,
-            by: Caller::Vmm(0),
-        },
-        Op::Vmptrld {
-            vcpu: 0,
-            by: Caller::Vmm(0),
-        },
+    let mut seq = VCPU0_LOADED.to_vec();
+    seq.extend([
         Op::Vmptrld {
             vcpu: 0,
             by: Caller::Vmm(1),
         },
         Op::WriteEptp { root: ROOT[0] },
         Op::Enter,
-    ];
+    ]);
     assert_eq!(run_sequence(&seq), Ok(vec![false, false, true, true, true]));
 }
+
+/// VM 0's VMM creates vCPU 0 and loads its VMCS.
+const VCPU0_LOADED: [Op; 2] = [
+    Op::VcpuCreate {
+        vm: 0,
+        vcpu: 0,
+        by: Caller::Vmm(0),
+    },
+    Op::Vmptrld {
+        vcpu: 0,
+        by: Caller::Vmm(0),
+    },
+];
 
 /// Every critical field the explorer writes takes KVM's value and refuses each attack, so the
 /// explorer's VMWRITEs reach both sides of every rule.
 #[test]
 fn critical_fields_take_kvms_values_and_refuse_the_attacks() {
-    let mut seq = vec![
-        Op::VcpuCreate {
-            vm: 0,
-            vcpu: 0,
-            by: Caller::Vmm(0),
-        },
-        Op::Vmptrld {
-            vcpu: 0,
-            by: Caller::Vmm(0),
-        },
-        Op::WriteEptp { root: ROOT[0] },
-    ];
+    let mut seq = VCPU0_LOADED.to_vec();
+    seq.push(Op::WriteEptp { root: ROOT[0] });
     let mut want = vec![false, false, false];
     for (field, f) in CRITICAL_FIELDS.iter().enumerate() {
         for value in 0..=f.attacks.len() {
@@ -387,19 +382,8 @@ fn critical_fields_take_kvms_values_and_refuse_the_attacks() {
 /// VMCS behind the backend's back, the entry the backend allows is a violation.
 #[test]
 fn an_entry_with_an_attack_value_breaks_the_field_rules() {
-    let setup = [
-        Op::VcpuCreate {
-            vm: 0,
-            vcpu: 0,
-            by: Caller::Vmm(0),
-        },
-        Op::Vmptrld {
-            vcpu: 0,
-            by: Caller::Vmm(0),
-        },
-    ];
     let mut w = World::initial();
-    for op in setup {
+    for op in VCPU0_LOADED {
         let before = records_hash(&w);
         w = step(&w, (before, 0), op, |_| true).0;
     }
