@@ -13,9 +13,9 @@
 # overflow panics as it would in the kernel.
 #
 # Every run of a target is added to fuzz/ledger.tsv (git-ignored, beside the corpus): date,
-# source hash, target, executions, seconds, result. The source hash covers the verifier, the
-# target and its driver (for `backend`, the explorer's world), so the total printed for a
-# target only adds up runs of exactly the code that is being fuzzed now.
+# source hash, target, executions, seconds, result. The source hash covers the code the target
+# runs (see source_hash below), so the total printed for a target only adds up runs of exactly
+# the code that is being fuzzed now.
 #
 # Needs cargo-fuzz (cargo install cargo-fuzz --locked). Only a stable toolchain exists on the
 # project machines, so RUSTC_BOOTSTRAP=1 lets cargo-fuzz use the nightly-only flags.
@@ -29,12 +29,15 @@ jobs=$(nproc)
 per=$(((runs + jobs - 1) / jobs))
 time_limit=
 [ -n "${HYPERPS_FUZZ_SECONDS:-}" ] && time_limit="-max_total_time=$HYPERPS_FUZZ_SECONDS"
-# The code a target runs: the verifier, its driver and the target itself, hashed before the
-# build so that an edit during a long run is not credited with it.
+# The code a target runs, hashed before the build so that an edit during a long run is not
+# credited with it: the verifier core, the target and its driver, and for `backend` the
+# backend and the explorer's world (the other targets never call the backend).
 source_hash() {
-	driver=driver.rs
-	[ "$1" = backend ] && driver=../tests/world
-	find ../src "$driver" "fuzz_targets/$1.rs" Cargo.toml ../Cargo.toml -type f |
+	code="../src/lib.rs ../src/policy driver.rs"
+	[ "$1" = backend ] && code="../src ../tests/world"
+	# shellcheck disable=SC2086
+	find $code "fuzz_targets/$1.rs" Cargo.toml ../Cargo.toml -type f |
+		{ if [ "$1" = backend ]; then cat; else grep -v '^\.\./src/policy/backend/'; fi; } |
 		LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12
 }
 hashes=
