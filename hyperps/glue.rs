@@ -120,7 +120,6 @@ pub(crate) mod c {
         pub(crate) fn hps_c_rdmsr(msr: u32, val: *mut u64) -> bool;
         pub(crate) fn hps_c_vmread(field: u32, val: *mut u64) -> bool;
         pub(crate) fn hps_c_host_value(which: u32) -> u64;
-        pub(crate) fn hps_c_module_addr(addr: u64) -> bool;
         pub(crate) fn hps_c_report(
             class: u32,
             reason: *const u8,
@@ -171,6 +170,7 @@ mod host_sel {
     pub(super) const EFER: u32 = 14;
     pub(super) const PERF_GLOBAL_CTRL: u32 = 15;
     pub(super) const PI_DEST: u32 = 16;
+    pub(super) const RIP: u32 = 17;
 }
 
 /// The kernel as the backend sees it. Every method is called with `hps_lock` held, IRQs off.
@@ -293,18 +293,12 @@ impl Platform for KernelPlatform {
                 HostField::Pat => PAT,
                 HostField::Efer => EFER,
                 HostField::PerfGlobalCtrl => PERF_GLOBAL_CTRL,
-                // Never asked for: the backend pins HOST_RIP itself.
-                HostField::Rip => return 0,
+                HostField::Rip => RIP,
             },
             HostValue::PiDestination => PI_DEST,
         };
         // SAFETY: reads registers of this CPU.
         unsafe { c::hps_c_host_value(which) }
-    }
-
-    fn is_module_text(&self, addr: u64) -> bool {
-        // SAFETY: compares an address with the module area.
-        unsafe { c::hps_c_module_addr(addr) }
     }
 
     fn report(&mut self, r: &Report) {

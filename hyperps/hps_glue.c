@@ -209,9 +209,28 @@ u64 hps_c_zero_pfn(void)
 }
 
 /*
+ * kvm_intel's VM-exit entry point, the one value HOST_RIP may hold, from the
+ * export table of kvm_intel (KVM patch 0031); 0 while kvm_intel is not
+ * loaded.  kvm_intel loads after HyperPS and may come back at another
+ * address, so this is looked up at every HOST_RIP write (once per vCPU).  An
+ * export name is unique: the module loader refuses a second one.
+ */
+static u64 hps_vmx_vmexit(void)
+{
+	void *addr = __symbol_get("vmx_vmexit");
+
+	if (!addr)
+		return 0;
+	/* The reference taken above keeps the export until this put. */
+	__symbol_put("vmx_vmexit");
+	return (unsigned long)addr;
+}
+
+/*
  * The value a host-state field must hold, read from this CPU: the registers
- * and MSRs themselves, and the per-CPU addresses that are fixed since boot
- * (the TSS and the entry stack, which KVM computes the same way).
+ * and MSRs themselves, the per-CPU addresses that are fixed since boot (the
+ * TSS and the entry stack, which KVM computes the same way), and kvm_intel's
+ * VM-exit entry point.
  */
 u64 hps_c_host_value(u32 which)
 {
@@ -274,6 +293,8 @@ u64 hps_c_host_value(u32 which)
 			return v;
 		}
 		return (native_apic_mem_read(APIC_ID) >> 16) & 0xff00;
+	case HPS_HOST_RIP:
+		return hps_vmx_vmexit();
 	}
 	return ~0ULL;
 }
@@ -449,12 +470,6 @@ bool hps_c_read_phys(u64 pa, u64 *val)
 void *hps_c_frame_va(u64 pfn)
 {
 	return pfn_valid(pfn) ? pfn_to_kaddr(pfn) : NULL;
-}
-
-/* HOST_RIP must point into module space (kvm_intel's vmx_vmexit). */
-bool hps_c_module_addr(u64 addr)
-{
-	return addr >= MODULES_VADDR && addr < MODULES_END;
 }
 
 /*

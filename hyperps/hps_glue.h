@@ -23,6 +23,7 @@ enum hps_host_value {
 	HPS_HOST_TR_BASE, HPS_HOST_GDTR_BASE, HPS_HOST_IDTR_BASE,
 	HPS_HOST_SYSENTER_CS, HPS_HOST_SYSENTER_ESP, HPS_HOST_SYSENTER_EIP,
 	HPS_HOST_PAT, HPS_HOST_EFER, HPS_HOST_PERF_GLOBAL_CTRL, HPS_HOST_PI_DEST,
+	HPS_HOST_RIP,
 };
 
 #define HPS_CLASSES	9
@@ -128,7 +129,6 @@ bool hps_c_pgd_is_new(u64 pa, unsigned int nr_pages);
 bool hps_c_read_phys(u64 pa, u64 *val);
 void *hps_c_frame_va(u64 pfn);
 bool hps_c_frame_unreferenced(u64 pfn);
-bool hps_c_module_addr(u64 addr);
 void hps_c_report(u32 class, const char *reason, size_t len, u64 subject,
 		  u64 old, u64 new, bool enforced);
 void hps_c_kill_vm(struct kvm *kvm);

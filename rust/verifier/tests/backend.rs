@@ -550,6 +550,29 @@ fn vmptrld_from_another_vmm_is_refused() {
     assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
 }
 
+/// `HOST_RIP` is kvm_intel's `vmx_vmexit`, as its export table gives it, from the very first
+/// write: an attacker who writes first cannot choose where every VM exit goes, not even
+/// another address in kvm_intel's text; while kvm_intel is not loaded nothing is accepted.
+#[test]
+fn host_rip_is_kvm_intels_vmexit_even_for_the_first_write() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let (a, _) = two_vms(&mut b, &mut w);
+    running_vcpu(&mut b, &mut w, &a);
+    let host_rip = 0x6c16;
+    let gadget = VMX_VMEXIT + 0x40;
+    assert!(b.vmcs_write(&mut w.p, host_rip, gadget));
+    assert_eq!(w.p.last(), Some(Denial::HostStateMismatch));
+    assert!(!b.vmcs_write(&mut w.p, host_rip, VMX_VMEXIT));
+    assert!(b.vmcs_write(&mut w.p, host_rip, gadget));
+    w.p.vmx_vmexit = 0;
+    for value in [VMX_VMEXIT, 0, u64::MAX] {
+        assert!(b.vmcs_write(&mut w.p, host_rip, value));
+        assert_eq!(w.p.last(), Some(Denial::HostStateMismatch));
+    }
+}
+
 /// A vCPU's pages are given back only as KVM frees the vCPU, never while it lives.
 #[test]
 fn a_live_vcpus_pages_are_not_freed() {

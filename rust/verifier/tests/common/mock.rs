@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 
 use hyperps_verifier::policy::backend::*;
+use hyperps_verifier::policy::vmcs_fields::HostField;
 use hyperps_verifier::*;
 
 use super::Storage;
@@ -17,6 +18,9 @@ pub const KERNEL_FIRST: u64 = 16;
 pub const USER_FIRST: u64 = 1024;
 
 /// The mock kernel.
+/// Where the mock kvm_intel's `vmx_vmexit` is, in module text.
+pub const VMX_VMEXIT: u64 = 0xffff_ffff_c0de_1000;
+
 pub struct Mock {
     pub enforcing: bool,
     pub cpu: u32,
@@ -31,6 +35,8 @@ pub struct Mock {
     pub phys: HashMap<u64, u64>,
     pub msrs: HashMap<u32, u64>,
     pub cr3: u64,
+    /// kvm_intel's `vmx_vmexit` as its export table gives it (0: kvm_intel not loaded).
+    pub vmx_vmexit: u64,
     /// Fields of the current VMCS as VMREAD returns them (absent = zero).
     pub vmcs: HashMap<u32, u64>,
     /// Frames of the huge zero page.
@@ -62,6 +68,7 @@ impl Mock {
             phys: HashMap::new(),
             msrs: HashMap::from([(0xc000_0080, 0xd01)]),
             cr3: 0x2000,
+            vmx_vmexit: VMX_VMEXIT,
             vmcs: HashMap::new(),
             huge_zero: HashSet::new(),
             referenced: HashSet::new(),
@@ -202,6 +209,7 @@ impl Platform for Mock {
             HostValue::Cr0 => 0x8005_0033,
             HostValue::Cr3 => self.cr3,
             HostValue::Cr4 => 0x3726f0,
+            HostValue::Field(HostField::Rip) => self.vmx_vmexit,
             HostValue::Field(_) => 0x1000,
             HostValue::PiDestination => u64::from(self.cpu) << 8,
         }
@@ -209,10 +217,6 @@ impl Platform for Mock {
 
     fn vmread(&self, field: u32) -> Option<u64> {
         Some(self.vmcs.get(&field).copied().unwrap_or(0))
-    }
-
-    fn is_module_text(&self, addr: u64) -> bool {
-        (0xffff_ffff_c000_0000..0xffff_ffff_ff00_0000).contains(&addr)
     }
 
     fn report(&mut self, report: &Report) {

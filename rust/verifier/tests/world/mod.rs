@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 
 use common::{leaf, nonleaf, NONPRESENT, PHYS_BITS, PINNED};
 use hyperps_verifier::policy::backend::*;
+use hyperps_verifier::policy::vmcs_fields::HostField;
 use hyperps_verifier::*;
 
 // --- The world ---------------------------------------------------------------------------------
@@ -69,6 +70,8 @@ pub(crate) const VMCS_EPT_POINTER: u32 = 0x201a;
 pub(crate) const HOST_PGD: u64 = 2;
 /// The live control registers of the mock CPU.
 pub(crate) const HOST_CR0: u64 = 0x8005_0033;
+/// kvm_intel's `vmx_vmexit`, as the platform reads it from kvm_intel's export table.
+pub(crate) const VMX_VMEXIT: u64 = 0xffff_ffff_c0de_1000;
 pub(crate) const HOST_CR4: u64 = 0x372ef0; // with the pinned bits (UMIP, FSGSBASE, SMEP, SMAP)
 
 /// A security-critical VMCS field: the value KVM writes, which the world's VMCS holds until
@@ -97,7 +100,16 @@ const SECONDARY_KVM: u64 = 0xa2; // EPT, VPID, unrestricted guest
 const EXIT_KVM: u64 = 0x3c_8200; // 64-bit host, ack interrupt, PAT and EFER saved and loaded
 const ENTRY_KVM: u64 = 0x200; // IA-32e mode guest
 
-pub(crate) const CRITICAL_FIELDS: [CriticalField; 9] = [
+pub(crate) const CRITICAL_FIELDS: [CriticalField; 10] = [
+    CriticalField {
+        field: VmcsField::HOST_RIP,
+        kvm: VMX_VMEXIT,
+        attacks: &[VMX_VMEXIT + 0x40, 0xffff_ffff_8100_0000],
+        rule: |v| match v == VMX_VMEXIT {
+            true => Ok(()),
+            false => Err("VM exits do not go to kvm_intel's vmx_vmexit"),
+        },
+    },
     CriticalField {
         field: VmcsField::HOST_CR0,
         kvm: HOST_CR0,
@@ -686,6 +698,7 @@ impl Platform for Call<'_> {
             HostValue::Cr0 => HOST_CR0,
             HostValue::Cr3 => HOST_PGD << 12,
             HostValue::Cr4 => HOST_CR4,
+            HostValue::Field(HostField::Rip) => VMX_VMEXIT,
             HostValue::Field(_) => 0x1000,
             HostValue::PiDestination => 0,
         }
@@ -699,9 +712,6 @@ impl Platform for Call<'_> {
                 .copied()
                 .unwrap_or_else(|| field_default(field)),
         )
-    }
-    fn is_module_text(&self, addr: u64) -> bool {
-        (0xffff_ffff_c000_0000..0xffff_ffff_ff00_0000).contains(&addr)
     }
     fn report(&mut self, report: &Report) {
         if report.enforced {

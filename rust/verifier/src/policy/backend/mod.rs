@@ -117,7 +117,10 @@ pub enum HostValue {
     Cr3,
     /// `CR4`.
     Cr4,
-    /// One of the other host-state fields.
+    /// One of the other host-state fields. For `HostField::Rip`, kvm_intel's `vmx_vmexit`
+    /// as its export table gives it, or 0 if kvm_intel is not loaded: `HOST_RIP` is neither
+    /// a register nor known when HyperPS loads, and first-come pinning would let whoever
+    /// writes it first choose it.
     Field(HostField),
     /// This CPU's APIC ID as a posted-interrupt descriptor's NDST holds it (x2APIC: the ID;
     /// xAPIC: the ID in bits 15:8), read from the local APIC.
@@ -174,8 +177,6 @@ pub trait Platform: Scrubber {
     fn host_value(&self, value: HostValue) -> u64;
     /// Reads `field` of this CPU's current VMCS with VMREAD; `None` if the CPU refuses.
     fn vmread(&self, field: u32) -> Option<u64>;
-    /// True if `addr` lies in module text (where `vmx_vmexit` of kvm_intel is).
-    fn is_module_text(&self, addr: u64) -> bool;
     /// Counts, logs (rate-limited) and traces a refusal.
     fn report(&mut self, report: &Report);
     /// Stops the VM `kvm` (`hyperps_kill_vm()`): it is never entered again.
@@ -240,8 +241,6 @@ pub struct Backend<'a> {
     /// True while the module registers with the kernel, the only time existing page-table
     /// roots are accepted unchecked.
     registering: bool,
-    /// `HOST_RIP` as kvm_intel first wrote it, until its VMXON regions go away.
-    host_rip: Option<u64>,
     /// First free entry of the memslot table.
     memslot_free: Option<u32>,
 }
@@ -285,7 +284,6 @@ impl<'a> Backend<'a> {
             leaked: 0,
             leaf_writes: [0; 3],
             registering: false,
-            host_rip: None,
             memslot_free: None,
         };
         b.init_memslots();

@@ -24,7 +24,6 @@ pub struct BackendScalars {
     leaked: u64,
     leaf_writes: [u64; 3],
     registering: bool,
-    host_rip: Option<u64>,
     memslot_free: Option<u32>,
 }
 
@@ -34,7 +33,6 @@ impl Hash for BackendScalars {
         self.ghost_next.hash(state);
         self.zero_page.hash(state);
         self.registering.hash(state);
-        self.host_rip.hash(state);
         self.memslot_free.hash(state);
     }
 }
@@ -49,7 +47,6 @@ impl<'a> Backend<'a> {
             leaked: self.leaked,
             leaf_writes: self.leaf_writes,
             registering: self.registering,
-            host_rip: self.host_rip,
             memslot_free: self.memslot_free,
         }
     }
@@ -78,7 +75,6 @@ impl<'a> Backend<'a> {
             leaked: s.leaked,
             leaf_writes: s.leaf_writes,
             registering: s.registering,
-            host_rip: s.host_rip,
             memslot_free: s.memslot_free,
         })
     }

@@ -583,8 +583,6 @@ impl<'a> Backend<'a> {
                     Self::anomaly(p, d, pa);
                     return true;
                 }
-                // kvm_intel is going away; the next one pins HOST_RIP anew.
-                self.host_rip = None;
             }
             Some(FrameState::Protected(Protected::Aux { .. })) => {
                 if let Err(d) = self.v.unregister_aux_page(pfn) {
@@ -1270,7 +1268,7 @@ impl<'a> Backend<'a> {
 
     /// The reference values for a host-state field, read from the CPU; only what `field`
     /// needs is read.
-    fn host_state_for(&mut self, p: &impl Platform, f: VmcsField, value: u64) -> HostState {
+    fn host_state_for(&self, p: &impl Platform, f: VmcsField, value: u64) -> HostState {
         let mut host = HostState::default();
         match field_policy(f) {
             Some(FieldPolicy::HostCr0) => host.cr0 = p.host_value(HostValue::Cr0),
@@ -1279,7 +1277,6 @@ impl<'a> Backend<'a> {
                 host.cr4 = p.host_value(HostValue::Cr4);
             }
             Some(FieldPolicy::HostCr4) => host.cr4 = p.host_value(HostValue::Cr4),
-            Some(FieldPolicy::Host(HostField::Rip)) => host.rip = self.host_rip_for(p, value),
             Some(FieldPolicy::Host(hf)) => {
                 let live = p.host_value(HostValue::Field(hf));
                 // vmx_set_constant_host_state() writes 0 to these first; the live values
@@ -1303,26 +1300,13 @@ impl<'a> Backend<'a> {
                     HostField::Pat => host.pat = v,
                     HostField::Efer => host.efer = v,
                     HostField::PerfGlobalCtrl => host.perf_global_ctrl = v,
-                    HostField::Rip => {}
+                    // 0: kvm_intel is not loaded, and no value can be right.
+                    HostField::Rip => host.rip = if v == 0 { !value } else { v },
                 }
             }
             _ => {}
         }
         host
-    }
-
-    /// The expected `HOST_RIP`. kvm_intel loads after HyperPS, so its `vmx_vmexit` is not
-    /// known at init: the first value, which must lie in module text, is pinned until the
-    /// VMXON regions are freed (kvm_intel unloads).
-    fn host_rip_for(&mut self, p: &impl Platform, value: u64) -> u64 {
-        if let Some(pinned) = self.host_rip {
-            return pinned;
-        }
-        if !p.is_module_text(value) {
-            return !value;
-        }
-        self.host_rip = Some(value);
-        value
     }
 
     /// Pages first named by a VMCS field that no hook reports: the global VMREAD/VMWRITE
