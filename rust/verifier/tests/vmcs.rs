@@ -878,15 +878,24 @@ fn shadowing_needs_a_shadow_vmcs_of_the_vcpu() {
     let mut v = st.verifier();
     let x = setup(&mut v);
     v.unregister_vmcs(Pfn(SHADOW)).unwrap();
-    assert_eq!(
-        w(
-            &mut v,
-            &x,
-            VmcsField::SECONDARY_VM_EXEC_CONTROL,
-            0xa2 | (1 << 14)
-        ),
-        Err(Denial::BadLinkPointer)
-    );
+    // Its own shadow VMCS is gone; one of another vCPU, or a vmcs02, does not count.
+    let other = v.create_vcpu(x.vm).unwrap();
+    v.register_vmcs(other, Pfn(SHADOW), VmcsKind::Shadow)
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            w(
+                &mut v,
+                &x,
+                VmcsField::SECONDARY_VM_EXEC_CONTROL,
+                0xa2 | (1 << 14)
+            ),
+            Err(Denial::BadLinkPointer)
+        );
+        v.unregister_vmcs(Pfn(SHADOW)).unwrap();
+        v.register_vmcs(other, Pfn(SHADOW), VmcsKind::Vmcs02)
+            .unwrap();
+    }
 }
 
 #[test]

@@ -247,6 +247,9 @@ pub struct VcpuRecord {
     pub(crate) retired: bool,
     pub(crate) vm: VmId,
     pub(crate) vmcs: u32,
+    /// The shadow VMCSs among `vmcs`, so that a write of the secondary controls needs no
+    /// scan of the VMCS table.
+    pub(crate) shadows: u32,
     pub(crate) aux_pages: u32,
     pub(crate) vpids: u32,
 }
@@ -259,6 +262,7 @@ impl VcpuRecord {
         retired: false,
         vm: VmId::new(0, 0),
         vmcs: 0,
+        shadows: 0,
         aux_pages: 0,
         vpids: 0,
     };

@@ -352,6 +352,9 @@ impl<'a> Verifier<'a> {
         self.set_state(pfn, FrameState::Protected(Protected::Vmcs { slot }));
         if let Ok(r) = self.vcpu_record_mut(vcpu) {
             r.vmcs = r.vmcs.saturating_add(1);
+            if kind == VmcsKind::Shadow {
+                r.shadows = r.shadows.saturating_add(1);
+            }
         }
         self.bump_epoch();
         Ok(())
@@ -414,6 +417,9 @@ impl<'a> Verifier<'a> {
         );
         if let Ok(r) = self.vcpu_record_mut(rec.vcpu) {
             r.vmcs = r.vmcs.saturating_sub(1);
+            if rec.kind == VmcsKind::Shadow {
+                r.shadows = r.shadows.saturating_sub(1);
+            }
         }
         self.bump_epoch();
         Ok(())

@@ -505,12 +505,9 @@ impl<'a> Verifier<'a> {
         Ok(Some(target))
     }
 
-    /// True if a shadow VMCS of `vcpu` is registered (a scan of the VMCS table; only done for
-    /// writes of the secondary controls, which KVM caches).
+    /// True if a shadow VMCS of `vcpu` is registered.
     fn vcpu_has_shadow(&self, vcpu: VcpuId) -> bool {
-        self.vmcs
-            .iter()
-            .any(|r| r.live && r.kind == VmcsKind::Shadow && r.vcpu == vcpu)
+        self.vcpu_record(vcpu).is_ok_and(|r| r.shadows != 0)
     }
 
     /// `pfn` as a pinned target if it is an auxiliary page of `owner` and `kind`.
