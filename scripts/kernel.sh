@@ -15,7 +15,13 @@ SOURCE_TARBALL=/usr/src/linux-source-6.12.tar.xz
 APPLIED=$HPS_BUILD/linux.applied	# copies of the applied patches, in order, plus metadata
 PATCH_DIR=${HPS_PATCH_DIR:-$HPS_TOP/patches}
 FRAGMENT=$HPS_TOP/scripts/bench.config
-KMAKE=(make -s -C "$HPS_KSRC" O="$HPS_KOBJ" -j"$(hps_jobs)")
+# The image must not depend on when, where or by whom it was built: make test keys its cached
+# without-HyperPS results on its hash, so that a fresh clone on the same machine reuses them.
+# C already drops the source path from __FILE__; Rust's panic locations need the remap.
+export KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 1970" KBUILD_BUILD_USER=hyperps \
+	KBUILD_BUILD_HOST=bench KBUILD_BUILD_VERSION=1
+KMAKE=(make -s -C "$HPS_KSRC" O="$HPS_KOBJ" -j"$(hps_jobs)"
+	KRUSTFLAGS="--remap-path-prefix=$HPS_KSRC/= --remap-path-prefix=$HPS_KOBJ/=")
 
 source_package_version() { dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null || echo unknown; }
 
