@@ -12,6 +12,9 @@ all: module
 help:
 	@echo "make run        build everything, boot the VT-x bench, load HyperPS, run a real guest, report"
 	@echo "make test       every check: userspace tests, style gates, builds, the bench tests"
+	@echo "                (the without-HyperPS results are reused from ~/.cache/hyperps while the"
+	@echo "                kernel, stock modules, selftests and bench scripts are unchanged)"
+	@echo "make test FULL=1  the same, with the without-HyperPS pass run again"
 	@echo "make test T=RE  only the bench tests whose names match the regex RE, with their setup,"
 	@echo "                without and with HyperPS, in one boot (builds first; no userspace gates)"
 	@echo "make bench      guest benchmarks without and with hyperps.ko; table, CSV/JSON, PNG"
@@ -26,7 +29,7 @@ run:
 	@$(SCRIPTS)/run.sh
 
 test:
-	@HPS_TEST_FILTER='$(T)' $(SCRIPTS)/test.sh
+	@HPS_TEST_FILTER='$(T)' HPS_TEST_FULL='$(FULL)' $(SCRIPTS)/test.sh
 
 bench:
 	@$(SCRIPTS)/perf.sh

@@ -40,10 +40,11 @@ ldlinux=/usr/lib/syslinux/modules/bios/ldlinux.c32
 cp "$isolinux_bin" "$ldlinux" "$work/iso/isolinux/"
 cp "$bzimage" "$work/iso/bzImage"
 cp "$initramfs" "$work/iso/initrd.gz"
-# Plan entries, for the progress lines.
-plan_total=$(gzip -dc "$initramfs" | cpio -i --quiet --to-stdout '*hps/plan' 2>/dev/null |
-	grep -c . || true)
-[ -n "$plan_total" ] && [ "$plan_total" != 0 ] || plan_total="?"
+# Plan entries and the guest seconds each is expected to take, for the progress lines.
+gzip -dc "$initramfs" | cpio -i --quiet --to-stdout 'hps/plan.secs' >"$work/plan.secs" 2>/dev/null ||
+	true
+plan_total=$(grep -c . "$work/plan.secs" || true)
+[ -n "$plan_total" ] && [ "$plan_total" != 0 ] || { plan_total="?"; echo 0 >"$work/plan.secs"; }
 
 # Bochs counts instructions: ips=200M means the guest TSC must be told it runs at 200 MHz.
 cat >"$work/bochsrc" <<EOT
@@ -84,24 +85,34 @@ EOT
 }
 
 # Live progress on stderr: each plan entry's result as the serial log shows it, with its guest
-# seconds and the wall time since the bench started. Only complete lines are read; $1 is how
-# many were shown already, the new count is printed.
+# seconds, the wall time since the bench started and an estimate of what is left (the expected
+# guest seconds of the entries not run yet, at the wall-per-guest-second pace so far). Only
+# complete lines are read; $1 is how many were shown already, the new count is printed.
 show_progress() {
 	local seen=$1 lines
 	lines=$(wc -l <"$work/serial.out")
 	if [ "$lines" -gt "$seen" ]; then
-		head -n "$lines" "$work/serial.out" | tail -n "$((lines - seen))" |
-			awk -v t0="$start_time" -v now="$(date +%s)" -v total="$plan_total" -v bench="$name" '
-			/^# HPS-TIME / { secs[$3] = $NF }
-			/^(not )?ok [0-9]+ / {
+		head -n "$lines" "$work/serial.out" |
+			awk -v t0="$start_time" -v now="$(date +%s)" -v total="$plan_total" \
+			    -v bench="$name" -v seen="$seen" -v prior="$guest_before" '
+			NR == FNR { expect[FNR] = $1; next }
+			/^# HPS-TIME / { secs[$3] = $NF; guest += $NF }
+			FNR > seen && /^(not )?ok [0-9]+ / {
 				n = ($1 == "not") ? $3 : $2
 				name = ($1 == "not") ? $4 : $3
 				verdict = ($1 == "not") ? "FAIL" : (/# SKIP/ ? "SKIP" : "PASS")
 				el = now - t0
-				printf "  [%s %s/%s] %s %s (%s guest s; bench %d min %02d s)\n", bench, n,
+				left = 0
+				for (i = n + 1; i in expect; i++)
+					left += expect[i]
+				# Until 20 guest s have run, boot time would skew the rate: take 3 wall s
+				# per guest s, the usual pace of the bench.
+				rate = (guest + prior >= 20) ? el / (guest + prior) : 3
+				eta = sprintf("; about %d min left", left * rate / 60 + 0.5)
+				printf "  [%s %s/%s] %s %s (%s guest s; bench %d min %02d s%s)\n", bench, n,
 				       total, verdict, name, (n in secs) ? secs[n] : "?", el / 60,
-				       el % 60 > "/dev/stderr"
-			}'
+				       el % 60, eta > "/dev/stderr"
+			}' "$work/plan.secs" -
 	fi
 	echo "$lines"
 }
@@ -164,6 +175,7 @@ stop_bochs() {
 }
 
 start_time=$(date +%s)
+guest_before=0
 deadline=$((start_time + budget))
 start=1
 boot=0
@@ -176,6 +188,7 @@ while :; do
 	t0=$(date +%s)
 	why=$(boot_once "$deadline")
 	cat "$work/serial.out" >>"$log"
+	guest_before=$(grep -a '^# HPS-TIME ' "$log" | awk '{ s += $NF } END { printf "%.2f", s }')
 	hps_say "bench '$name': boot $boot ended ($why) after $(( $(date +%s) - t0 ))s"
 	[ "$why" = end ] && { status=0; break; }
 	# Which test was running when it stopped?
