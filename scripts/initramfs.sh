@@ -104,17 +104,18 @@ test | test-without | test-with | test-with1 | test-with2)
 		[ -z "$nx" ] || [ -n "$pages" ] || hps_die "$1: @nx needs @hugepages=N"
 		echo "${pages:+/hps/hugetlb-run.sh $pages $nx}/hps/kvm/$1 ${args//\"/}"
 	}
-	# Which part of the with-HyperPS pass runs each upstream test: the longest first, onto the
-	# part with less guest time so far (the list's seconds). Part 1 starts with the audit
-	# attacks and the HyperPS selftests (about 38 guest s), part 2 ends with the enforce-mode
-	# attacks (about 18). Tests that reserve hugetlb pages go to part 2, so that both parts
-	# make 2 MiB EPT leaves for hyperps_counters to count (part 1 has hyperps_mm_flows_test).
+	# Which part of the with-HyperPS pass runs each upstream test: the longest first (by its
+	# guest seconds with HyperPS, the list's third column) onto the part with less guest time
+	# so far. Part 1 starts with the audit attacks and the HyperPS selftests (about 36 guest s),
+	# part 2 ends with the enforce-mode attacks (about 21). Tests that reserve hugetlb pages go
+	# to part 2, so that both parts make 2 MiB EPT leaves for hyperps_counters to count (part 1
+	# has hyperps_mm_flows_test).
 	declare -A part_of
 	while read -r test p; do
 		part_of[$test]=$p
-	done < <(printf '%s\n' "${upstream[@]}" | sort -k2,2gr | awk '
-		BEGIN { load[1] = 38; load[2] = 18 }
-		{ p = ($3 ~ /^@hugepages/) ? 2 : (load[1] <= load[2] ? 1 : 2); load[p] += $2; print $1, p }')
+	done < <(printf '%s\n' "${upstream[@]}" | sort -k3,3gr | awk '
+		BEGIN { load[1] = 36; load[2] = 21 }
+		{ p = ($4 ~ /^@hugepages/) ? 2 : (load[1] <= load[2] ? 1 : 2); load[p] += $3; print $1, p }')
 	add_tests() {	# add_tests PREFIX [PART]: the HyperPS selftests (part 1) and upstream tests
 		local t line test secs args cmd limit
 		if [ "${2:-1}" = 1 ]; then
@@ -122,13 +123,14 @@ test | test-without | test-with | test-with1 | test-with2)
 				# The memory flows run 100 VMs and wait for ksmd: give them more time.
 				case $(basename "$t") in
 				hyperps_mm_flows_test) limit=600 secs=15 ;;
-				*) limit=120 secs=2 ;;
+				*) limit=120 secs=1 ;;
 				esac
 				add "$1hyperps/$(basename "$t")" $limit "/hps/tests/$(basename "$t")" $secs
 			done
 		fi
 		for line in "${upstream[@]}"; do
-			read -r test secs args <<<"$line"
+			read -r test secs with_secs args <<<"$line"
+			[ -z "$1" ] || secs=$with_secs
 			[ -z "${2:-}" ] || [ "${part_of[$test]}" = "$2" ] || continue
 			# The bench runs 2-3x slower than the guest clock suggests; 120 s is kselftest's
 			# limit. The verifier adds guest time (it runs on the same emulated CPU).
@@ -163,7 +165,7 @@ test | test-without | test-with | test-with1 | test-with2)
 		add setup:hyperps_enforce 60 "/hps/hyperps-enforce.sh"
 	fi
 	add_tests "with-hyperps/" "$with_part"
-	add hyperps_counters 60 "/hps/hyperps-counters.sh"
+	add hyperps_counters 60 "/hps/hyperps-counters.sh" 2
 	if [ "$with_part" != 1 ]; then
 		add setup:attack_module 60 "grep -q '^hyperps_attack ' /proc/modules || insmod /hps/modules/hyperps_attack.ko"
 		add hyperps_attack_cr 60 "/hps/hyperps-attack-cr.sh"
