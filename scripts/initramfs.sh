@@ -167,7 +167,8 @@ test | test-without | test-with | test-with1 | test-with2)
 	add_tests "with-hyperps/" "$with_part"
 	add hyperps_counters 60 "/hps/hyperps-counters.sh" 2
 	if [ "$with_part" != 1 ]; then
-		add setup:attack_module 60 "grep -q '^hyperps_attack ' /proc/modules || insmod /hps/modules/hyperps_attack.ko"
+		[ "$with_part" != 2 ] ||
+			add setup:attack_module 60 "grep -q '^hyperps_attack ' /proc/modules || insmod /hps/modules/hyperps_attack.ko"
 		add hyperps_attack_cr 60 "/hps/hyperps-attack-cr.sh"
 		add hyperps_attack_vm 900 "/hps/attack/hyperps_vm_attack_test" 17
 	fi
