@@ -3,17 +3,71 @@
 # Boot the VT-x bench (Bochs, corei7_skylake_x) on an initramfs and collect its serial log.
 #
 #   scripts/bench.sh NAME INITRAMFS [--megs N] [--budget SECONDS]
+#   scripts/bench.sh --print-config [--megs N]
 #
 # The serial output of every boot is appended to build/logs/NAME.serial.log. A bench that
 # stops printing (no heartbeat for HPS_HANG_SECONDS) is killed; the test it was running is
 # retried once on a fresh boot; a second hang records it as "not ok ... # HANG" and the bench
-# boots again from the next test, so a hang never loses the results of the other tests. Exit status 0 means the plan ran to its end marker;
-# judging the TAP is scripts/tap-judge.py's job.
+# boots again from the next test, so a hang never loses the results of the other tests. Exit
+# status 0 means the plan ran to its end marker; judging the TAP is scripts/tap-judge.py's job.
+#
+# --print-config prints what the guest sees of the bench (the Bochs configuration, the boot
+# loader's, the debugger script) with the build paths left out: make test keys its cached
+# results on it.
 source "$(dirname "$0")/lib.sh"
+
+# Bochs counts instructions: ips=200M means the guest TSC must be told it runs at 200 MHz.
+bochs_config() {	# bochs_config WORK MEGS
+	cat <<EOT
+display_library: term
+megs: $2
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+cpu: model=corei7_skylake_x, count=1, ips=200000000, reset_on_triple_fault=0
+clock: sync=none, time0=local
+pci: enabled=1, chipset=i440fx
+ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
+ata0-master: type=cdrom, path=$1/boot.iso, status=inserted
+boot: cdrom
+com1: enabled=1, mode=file, dev=$1/serial.out
+log: $1/bochs.log
+panic: action=fatal
+error: action=report, cpu0=ignore
+info: action=ignore
+debug: action=ignore
+sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
+speaker: enabled=0
+EOT
+}
+
+isolinux_config() {	# isolinux_config START
+	cat <<EOT
+default hps
+prompt 0
+timeout 0
+label hps
+  kernel /bzImage
+  append initrd=/initrd.gz console=ttyS0,115200 panic=-1 tsc_early_khz=200000 numa=fake=2 hps.start=$1
+EOT
+}
+
+debugger_script() { printf 'c\nquit\n'; }
+
+iso_args=(-as mkisofs -quiet -b isolinux/isolinux.bin -c isolinux/boot.cat -no-emul-boot
+	-boot-load-size 4 -boot-info-table)
+
+megs=2048
+if [ "${1:-}" = --print-config ]; then
+	[ "${2:-}" != --megs ] || megs=$3
+	bochs_config WORK "$megs"
+	isolinux_config START
+	debugger_script
+	echo "xorriso ${iso_args[*]}"
+	exit 0
+fi
 
 name=$1 initramfs=$2
 shift 2
-megs=2048
 budget=3000				# wall seconds for all boots together
 hang_seconds=${HPS_HANG_SECONDS:-240}	# a 1 GiB VM teardown can be silent for minutes
 while [ $# -gt 0 ]; do
@@ -46,41 +100,12 @@ gzip -dc "$initramfs" | cpio -i --quiet --to-stdout 'hps/plan.secs' >"$work/plan
 plan_total=$(grep -c . "$work/plan.secs" || true)
 [ -n "$plan_total" ] && [ "$plan_total" != 0 ] || { plan_total="?"; echo 0 >"$work/plan.secs"; }
 
-# Bochs counts instructions: ips=200M means the guest TSC must be told it runs at 200 MHz.
-cat >"$work/bochsrc" <<EOT
-display_library: term
-megs: $megs
-romimage: file=/usr/share/bochs/BIOS-bochs-latest
-vgaromimage: file=/usr/share/vgabios/vgabios.bin
-cpu: model=corei7_skylake_x, count=1, ips=200000000, reset_on_triple_fault=0
-clock: sync=none, time0=local
-pci: enabled=1, chipset=i440fx
-ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
-ata0-master: type=cdrom, path=$work/boot.iso, status=inserted
-boot: cdrom
-com1: enabled=1, mode=file, dev=$work/serial.out
-log: $work/bochs.log
-panic: action=fatal
-error: action=report, cpu0=ignore
-info: action=ignore
-debug: action=ignore
-sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
-speaker: enabled=0
-EOT
-printf 'c\nquit\n' >"$work/debugger.rc"
+bochs_config "$work" "$megs" >"$work/bochsrc"
+debugger_script >"$work/debugger.rc"
 
 make_iso() {
-	local start=$1
-	cat >"$work/iso/isolinux/isolinux.cfg" <<EOT
-default hps
-prompt 0
-timeout 0
-label hps
-  kernel /bzImage
-  append initrd=/initrd.gz console=ttyS0,115200 panic=-1 tsc_early_khz=200000 numa=fake=2 hps.start=$start
-EOT
-	xorriso -as mkisofs -quiet -o "$work/boot.iso" -b isolinux/isolinux.bin -c isolinux/boot.cat \
-		-no-emul-boot -boot-load-size 4 -boot-info-table "$work/iso" 2>"$work/xorriso.log" ||
+	isolinux_config "$1" >"$work/iso/isolinux/isolinux.cfg"
+	xorriso "${iso_args[@]}" -o "$work/boot.iso" "$work/iso" 2>"$work/xorriso.log" ||
 		hps_die "xorriso failed; see $work/xorriso.log"
 }
 
@@ -119,7 +144,7 @@ show_progress() {
 
 # One boot. Prints why it ended: end | hang | panic | reboot | exit | budget.
 boot_once() {
-	local deadline=$1 pid size last_size=-1 last_change now screen drain="" shown=0
+	local deadline=$1 pid size last_size=-1 last_change now screen drain="" shown=0 alive
 	: >"$work/serial.out"
 	TERM=xterm setsid script -qfec "bochs -q -f $work/bochsrc -rc $work/debugger.rc" /dev/null \
 		</dev/null >"$work/term.out" 2>&1 &
@@ -139,6 +164,10 @@ boot_once() {
 				drain=$!
 			fi
 		fi
+		# Bochs buffers the serial file: the end marker can reach it only as Bochs exits, so
+		# look for it after finding out whether Bochs is still running.
+		alive=1
+		kill -0 "$pid" 2>/dev/null || alive=""
 		if grep -q '^# HPS-END' "$work/serial.out"; then
 			sleep 3	# let poweroff finish; Bochs exits by itself
 			stop_bochs "$pid" "$drain"; echo end; return
@@ -149,7 +178,7 @@ boot_once() {
 		if [ "$(grep -c '^# HPS-BOOT' "$work/serial.out")" -gt 1 ]; then
 			stop_bochs "$pid" "$drain"; echo reboot; return
 		fi
-		if ! kill -0 "$pid" 2>/dev/null; then
+		if [ -z "$alive" ]; then
 			stop_bochs "$pid" "$drain"; echo exit; return
 		fi
 		size=$(stat -c %s "$work/serial.out")

@@ -105,16 +105,15 @@ for part in without with1 with2; do
 done
 
 # The without-HyperPS results depend only on what the bench boots and how: the kernel image,
-# the initramfs (stock modules, selftests, bench scripts, plan; no hyperps.ko), the scripts
-# that make the ISO and drive Bochs, and the emulator with its ROMs. The key hashes all of them,
-# so a change to any of them reruns the pass; a change to hyperps/ or rust/ alone does not.
+# the initramfs (stock modules, selftests, bench scripts, plan; no hyperps.ko), the Bochs and
+# boot loader configuration, and the emulator with its ROMs. The key hashes all of them, so a
+# change to any of them reruns the pass; a change to hyperps/ or rust/ alone does not.
 baseline_key() {
 	local pkg
 	{
 		sha256sum <"$HPS_KOBJ/arch/x86/boot/bzImage"
 		cat "$HPS_BUILD/initramfs-test-without.cpio.gz.manifest"
-		sha256sum <"$HPS_TOP/scripts/bench.sh"
-		sha256sum <"$HPS_TOP/scripts/lib.sh"
+		"$HPS_TOP/scripts/bench.sh" --print-config
 		for pkg in bochs bochs-term bochsbios vgabios isolinux syslinux-common xorriso; do
 			dpkg-query -W -f '${Package} ${Version}\n' "$pkg" 2>/dev/null || echo "$pkg none"
 		done
