@@ -41,6 +41,13 @@ cp "$HPS_TOP/selftests/bench/init" "$root/init"
 cp "$HPS_TOP"/selftests/bench/*.sh "$root/hps/"
 chmod +x "$root/init" "$root"/hps/*.sh
 
+# install_program SRC DEST: stripped, and without the build-ID note, which hashes the debug
+# information and with it the clone's path: the same sources give the same bytes in any clone.
+install_program() {
+	install -D "$1" "$2"
+	strip --strip-all --remove-section=.note.gnu.build-id "$2"
+}
+
 plan=$root/hps/plan
 # add NAME TIMEOUT COMMAND [GUEST_SECONDS]: a plan entry. The guest seconds it is expected to
 # take (hps/plan.secs, read by scripts/bench.sh) let the progress lines estimate what is left.
@@ -77,16 +84,16 @@ test | test-without | test-with | test-with1 | test-with2)
 	part=${mode#test}
 	part=${part#-}
 	for t in "$HPS_BUILD"/selftests/hyperps/x86_64/*; do
-		install -D -s "$t" "$root/hps/tests/$(basename "$t")"
+		install_program "$t" "$root/hps/tests/$(basename "$t")"
 	done
 	[ "$part" = without ] || for t in "$HPS_BUILD"/selftests/hyperps/attack/*; do
-		install -D -s "$t" "$root/hps/attack/$(basename "$t")"
+		install_program "$t" "$root/hps/attack/$(basename "$t")"
 	done
 	mapfile -t upstream < <(grep -v -e '^#' -e '^[[:space:]]*$' \
 		"${HPS_KVM_LIST:-$HPS_TOP/selftests/kvm-upstream.list}")
 	for line in "${upstream[@]}"; do
 		read -r test _ <<<"$line"
-		install -D -s "$HPS_BUILD/selftests/kvm/$test" "$root/hps/kvm/$test"
+		install_program "$HPS_BUILD/selftests/kvm/$test" "$root/hps/kvm/$test"
 	done
 	# A test's arguments may start with @hugepages=N (N 2 MiB pages reserved while it runs)
 	# and @nx (KVM's NX huge pages on), the setup its upstream wrapper script does.
@@ -182,7 +189,7 @@ run)
 	;;
 bench)
 	# make bench: the same guest benchmarks without, then with hyperps.ko, in one boot.
-	install -D -s "$HPS_BUILD/selftests/hyperps/bench/hyperps_bench" "$root/hps/bench/hyperps_bench"
+	install_program "$HPS_BUILD/selftests/hyperps/bench/hyperps_bench" "$root/hps/bench/hyperps_bench"
 	add setup:kvm_modules_load 60 "/hps/load-kvm.sh"
 	add bench_without_hyperps 900 "/hps/bench/hyperps_bench without"
 	add setup:hyperps_on 60 "/hps/load-kvm.sh --hyperps"
