@@ -170,6 +170,7 @@ boot_once() {
 		kill -0 "$pid" 2>/dev/null || alive=""
 		if grep -q '^# HPS-END' "$work/serial.out"; then
 			sleep 3	# let poweroff finish; Bochs exits by itself
+			[ -n "${HPS_QUIET:-}" ] || shown=$(show_progress "$shown")	# lines flushed at exit
 			stop_bochs "$pid" "$drain"; echo end; return
 		fi
 		if grep -q 'Kernel panic - not syncing' "$work/serial.out"; then
