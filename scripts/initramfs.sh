@@ -92,7 +92,10 @@ test | test-without | test-with | test-with1 | test-with2)
 	mapfile -t upstream < <(grep -v -e '^#' -e '^[[:space:]]*$' \
 		"${HPS_KVM_LIST:-$HPS_TOP/selftests/kvm-upstream.list}")
 	for line in "${upstream[@]}"; do
-		read -r test _ <<<"$line"
+		read -r test secs with_secs _ <<<"$line"
+		# An entry missing a seconds column would hand its first argument to the split.
+		[[ $secs =~ ^[0-9.]+$ && $with_secs =~ ^[0-9.]+$ ]] ||
+			hps_die "$test: the upstream test list needs two guest-seconds columns before the arguments"
 		install_program "$HPS_BUILD/selftests/kvm/$test" "$root/hps/kvm/$test"
 	done
 	# A test's arguments may start with @hugepages=N (N 2 MiB pages reserved while it runs)
