@@ -280,13 +280,49 @@ fn and_all(words: &[AtomicU64]) -> u64 {
     all
 }
 
-/// Number of MSR-bitmap words in which the fixed allowlist (without the x2APIC controls)
-/// allows a clear bit.
+/// The secondary controls that change which MSRs may pass through; each combination of them
+/// has its own row of [`ALLOWLIST_MASKS`].
+const SECONDARY_MSR_CONTROLS: [u32; 3] = [
+    SECONDARY_VIRT_X2APIC,
+    SECONDARY_APIC_REGISTER_VIRT,
+    SECONDARY_VIRTUAL_INTR_DELIVERY,
+];
+
+/// Number of combinations of [`SECONDARY_MSR_CONTROLS`].
+const SECONDARY_MSR_COMBINATIONS: usize = 1 << SECONDARY_MSR_CONTROLS.len();
+
+/// The secondary controls of combination `c` (bit `i` of `c` stands for
+/// `SECONDARY_MSR_CONTROLS[i]`).
+// Evaluated by the compiler, or with `i` below the array's length.
+#[allow(clippy::indexing_slicing)]
+const fn secondary_of_combination(c: usize) -> u32 {
+    let mut secondary = 0u32;
+    let mut i = 0usize;
+    while i < SECONDARY_MSR_CONTROLS.len() {
+        if c & (1 << i) != 0 {
+            secondary |= SECONDARY_MSR_CONTROLS[i];
+        }
+        i = i.wrapping_add(1);
+    }
+    secondary
+}
+
+/// The row of [`ALLOWLIST_MASKS`] for the secondary controls `secondary`.
+fn combination_of(secondary: u32) -> usize {
+    (0usize..)
+        .zip(SECONDARY_MSR_CONTROLS.iter())
+        .filter(|(_, &control)| secondary & control != 0)
+        .fold(0, |c, (i, _)| c | (1 << i))
+}
+
+/// Number of MSR-bitmap words in which some secondary controls allow a clear bit (allowing is
+/// monotone in the controls, so all of them set gives every such word).
 const ALLOWLIST_LEN: usize = {
+    let all = secondary_of_combination(SECONDARY_MSR_COMBINATIONS - 1);
     let mut count = 0usize;
     let mut n = 0u64;
     while n < 512 {
-        if allowed_word(n, 0) != 0 {
+        if allowed_word(n, all) != 0 {
             count = count.wrapping_add(1);
         }
         n = n.wrapping_add(1);
@@ -294,16 +330,17 @@ const ALLOWLIST_LEN: usize = {
     count
 };
 
-/// Those words, in order, and the bits each allows, built at compile time: every other word
-/// must be all ones, which the entry check tests with one AND per word.
+/// Those words, in order, built at compile time: every other word must be all ones, which the
+/// entry check tests with one AND per word.
 // Evaluated by the compiler: an index out of range would fail the build, never panic.
 #[allow(clippy::indexing_slicing)]
 const ALLOWLIST_WORDS: [u16; ALLOWLIST_LEN] = {
+    let all = secondary_of_combination(SECONDARY_MSR_COMBINATIONS - 1);
     let mut t = [0u16; ALLOWLIST_LEN];
     let mut i = 0usize;
     let mut n = 0u16;
     while n < 512 {
-        if allowed_word(n as u64, 0) != 0 {
+        if allowed_word(n as u64, all) != 0 {
             t[i] = n;
             i = i.wrapping_add(1);
         }
@@ -312,15 +349,21 @@ const ALLOWLIST_WORDS: [u16; ALLOWLIST_LEN] = {
     t
 };
 
-/// The allowed bits of each of [`ALLOWLIST_WORDS`].
+/// The allowed bits of each of [`ALLOWLIST_WORDS`], one row per combination of the secondary
+/// controls: the entry check reads the whole bitmap at every entry, so it must not work out a
+/// word's mask from the MSR list there.
 // Evaluated by the compiler: an index out of range would fail the build, never panic.
 #[allow(clippy::indexing_slicing)]
-const ALLOWLIST_MASKS: [u64; ALLOWLIST_LEN] = {
-    let mut t = [0u64; ALLOWLIST_LEN];
-    let mut i = 0usize;
-    while i < ALLOWLIST_LEN {
-        t[i] = allowed_word(ALLOWLIST_WORDS[i] as u64, 0);
-        i = i.wrapping_add(1);
+const ALLOWLIST_MASKS: [[u64; ALLOWLIST_LEN]; SECONDARY_MSR_COMBINATIONS] = {
+    let mut t = [[0u64; ALLOWLIST_LEN]; SECONDARY_MSR_COMBINATIONS];
+    let mut c = 0usize;
+    while c < SECONDARY_MSR_COMBINATIONS {
+        let mut i = 0usize;
+        while i < ALLOWLIST_LEN {
+            t[c][i] = allowed_word(ALLOWLIST_WORDS[i] as u64, secondary_of_combination(c));
+            i = i.wrapping_add(1);
+        }
+        c = c.wrapping_add(1);
     }
     t
 };
@@ -1535,14 +1578,16 @@ impl<'a> Backend<'a> {
         if !owned {
             return Err((Denial::BadAddress, pa));
         }
-        // A clear bit passes the MSR through. Every entry reads the whole page, so the common
-        // case is one pass that ANDs each word with the bits the fixed allowlist allows; only
-        // if that finds a clear bit are the x2APIC words, which depend on the controls, and
-        // the culprit worked out.
+        // A clear bit passes the MSR through. Every entry reads the whole page: one pass ANDs
+        // each word with the bits the controls allow, from tables built at compile time. Only
+        // a bitmap that fails is read again, to name the first MSR it passes through.
+        let masks = ALLOWLIST_MASKS
+            .get(combination_of(secondary))
+            .ok_or((Denial::BadAddress, pa))?;
         let verdict = p.with_frame_words(hpa.pfn(), |words| {
             let mut all = u64::MAX;
             let mut start = 0usize;
-            for (&special, &allowed) in ALLOWLIST_WORDS.iter().zip(ALLOWLIST_MASKS.iter()) {
+            for (&special, &allowed) in ALLOWLIST_WORDS.iter().zip(masks.iter()) {
                 let special = usize::from(special);
                 all &= and_all(words.get(start..special).unwrap_or(&[]));
                 if let Some(w) = words.get(special) {
@@ -1554,6 +1599,8 @@ impl<'a> Backend<'a> {
             if all == u64::MAX {
                 return Ok(());
             }
+            // Not all ones: some MSR passes through, and this finds the first. (If the bitmap
+            // changed meanwhile and none is found, it still failed: the subject is then 0.)
             for (n, w) in (0u64..).zip(words.iter()) {
                 let bad = !w.load(Ordering::Relaxed) & !allowed_word(n, secondary);
                 if bad != 0 {
@@ -1561,7 +1608,7 @@ impl<'a> Backend<'a> {
                     return Err((Denial::MsrBitmapPassThrough, u64::from(msr)));
                 }
             }
-            Ok(())
+            Err((Denial::MsrBitmapPassThrough, 0))
         });
         verdict.unwrap_or(Err((Denial::BadAddress, pa)))
     }
@@ -1710,5 +1757,31 @@ impl<'a> Backend<'a> {
     /// The host `CR4` bits a hook expects to stay as they are: PCIDE as at initialisation.
     pub fn cr4_pcide(&self) -> bool {
         self.v.config().cr4_pcide
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The entry check's tables say, for every word and every secondary control value, what the
+    /// MSR list says: other control bits change nothing.
+    #[test]
+    fn the_bitmap_tables_match_the_msr_list() {
+        for noise in [0u32, !0, 0x5555_5555, 0xaaaa_aaaa, 1 << 1] {
+            for c in 0..SECONDARY_MSR_COMBINATIONS {
+                let secondary = secondary_of_combination(c) | noise;
+                let row = ALLOWLIST_MASKS.get(combination_of(secondary));
+                assert!(row.is_some(), "no row for {secondary:#x}");
+                for n in 0..512u64 {
+                    let table = ALLOWLIST_WORDS
+                        .iter()
+                        .zip(row.into_iter().flatten())
+                        .find(|(&w, _)| u64::from(w) == n)
+                        .map_or(0, |(_, &mask)| mask);
+                    assert_eq!(table, allowed_word(n, secondary), "word {n} {secondary:#x}");
+                }
+            }
+        }
     }
 }
