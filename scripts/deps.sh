@@ -11,7 +11,7 @@ HPS_TOOL_CACHE=${HPS_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hyperps}
 
 APT_PACKAGES=(
 	# kernel build
-	build-essential flex bison bc libelf-dev libssl-dev cpio dwarves kmod rsync python3
+	build-essential flex bison bc libelf-dev libssl-dev cpio dwarves kmod rsync python3 ccache
 	clang lld llvm libclang-dev
 	# bench
 	bochs bochs-term bochsbios vgabios busybox-static syslinux syslinux-common isolinux xorriso

@@ -22,6 +22,28 @@ export KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 1970" KBUILD_BUILD_USER=h
 	KBUILD_BUILD_HOST=bench KBUILD_BUILD_VERSION=1
 KMAKE=(make -s -C "$HPS_KSRC" O="$HPS_KOBJ" -j"$(hps_jobs)"
 	KRUSTFLAGS="--remap-path-prefix=$HPS_KSRC/= --remap-path-prefix=$HPS_KOBJ/=")
+# The C compiles go through ccache, with its cache outside the clone, so that a fresh clone
+# on a machine that built the same tree before compiles nothing again. The base directory
+# makes the clone's own paths relative, so that two clones share their entries. The compiler
+# then sees the sources as ../linux/...: the second prefix map strips that from __FILE__ as
+# kbuild's own strips the absolute path, so the image stays the one a plain gcc build makes.
+HPS_CCACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/hyperps/ccache
+if command -v ccache >/dev/null; then
+	export CCACHE_DIR=${CCACHE_DIR:-$HPS_CCACHE_DIR} CCACHE_BASEDIR=$HPS_TOP
+	export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-2G}
+	KMAKE+=(CC="ccache gcc"
+		KCPPFLAGS="-fmacro-prefix-map=$(realpath -m --relative-to="$HPS_KOBJ" "$HPS_KSRC")/=")
+fi
+
+# "N of M C compiles from ccache", counted since the last call with --zero.
+ccache_summary() {
+	command -v ccache >/dev/null || { echo "ccache not installed"; return; }
+	[ "${1:-}" = --zero ] && { ccache -z >/dev/null; return; }
+	ccache --print-stats | awk '
+		/^(direct|preprocessed)_cache_hit\t/ { hit += $2 }
+		/^cache_miss\t/ { miss += $2 }
+		END { printf "%d of %d C compiles from ccache (%s)", hit, hit + miss, ENVIRON["CCACHE_DIR"] }'
+}
 
 source_package_version() { dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null || echo unknown; }
 
@@ -139,9 +161,11 @@ cmd_config() {
 cmd_build() {
 	"${KMAKE[@]}" rustavailable >"$HPS_LOGS/rustavailable.log" 2>&1 ||
 		hps_die "the Rust toolchain is not usable for this kernel: $(tail -3 "$HPS_LOGS/rustavailable.log")"
-	hps_step "building the kernel: bzImage and modules (cold about 5 min, warm seconds)" \
+	ccache_summary --zero
+	hps_step "building the kernel: bzImage and modules (cold about 7 min, warm seconds)" \
 		"$HPS_LOGS/kernel-build.log" "${KMAKE[@]}" bzImage modules ||
 		hps_die "kernel build failed; see $HPS_LOGS/kernel-build.log"
+	echo "  $(ccache_summary)"
 	"${KMAKE[@]}" headers >>"$HPS_LOGS/kernel-build.log" 2>&1 || hps_die "make headers failed"
 	rm -rf "$HPS_BUILD/modroot"
 	"${KMAKE[@]}" INSTALL_MOD_PATH="$HPS_BUILD/modroot" INSTALL_MOD_STRIP=1 modules_install \
