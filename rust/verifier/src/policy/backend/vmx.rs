@@ -307,12 +307,12 @@ const fn secondary_of_combination(c: usize) -> u32 {
     secondary
 }
 
-/// The row of [`ALLOWLIST_MASKS`] for the secondary controls `secondary`.
+/// The row of [`ALLOWLIST_MASKS`] for the secondary controls `secondary` (the inverse of
+/// [`secondary_of_combination`], spelled out: it runs at every VM entry).
 fn combination_of(secondary: u32) -> usize {
-    (0usize..)
-        .zip(SECONDARY_MSR_CONTROLS.iter())
-        .filter(|(_, &control)| secondary & control != 0)
-        .fold(0, |c, (i, _)| c | (1 << i))
+    usize::from(secondary & SECONDARY_VIRT_X2APIC != 0)
+        | usize::from(secondary & SECONDARY_APIC_REGISTER_VIRT != 0) << 1
+        | usize::from(secondary & SECONDARY_VIRTUAL_INTR_DELIVERY != 0) << 2
 }
 
 /// Number of MSR-bitmap words in which some secondary controls allow a clear bit (allowing is
