@@ -13,6 +13,10 @@
  *  hot      the same pages again, mapped now: no exit
  *  set_pt   the guest rewrites one of its own PTEs, INVLPG, reads through it
  *  cpu      a CPU-bound loop that exits by itself (CPUID) every 100000 steps
+ *  apic_mode  the local APIC from xAPIC to x2APIC, off and back to xAPIC: three
+ *           WRMSR exits per operation, each of which makes KVM rewrite the
+ *           secondary controls and the MSR bitmap, security-critical state,
+ *           before the next entry (the commit path)
  *
  * and two on the host, for the page allocator, whose free path HyperPS hooks:
  *
@@ -41,6 +45,7 @@
 
 #include "kvm_util.h"
 #include "processor.h"
+#include "apic.h"
 #include "test_util.h"
 #include "kselftest.h"
 
@@ -58,7 +63,8 @@
 #define PIC_MASTER_IMR	0x21
 
 enum bench_kind {
-	B_EMPTY, B_VMCALL, B_CPUID, B_PIO, B_COLD, B_HOT, B_SET_PT, B_CPU, NR_BENCH
+	B_EMPTY, B_VMCALL, B_CPUID, B_PIO, B_COLD, B_HOT, B_SET_PT, B_CPU, B_APIC_MODE,
+	NR_BENCH
 };
 
 static const struct {
@@ -73,6 +79,7 @@ static const struct {
 	[B_HOT]		= { "hot",	REGION_PAGES },
 	[B_SET_PT]	= { "set_pt",	4096 },
 	[B_CPU]		= { "cpu",	2000000 },
+	[B_APIC_MODE]	= { "apic_mode", 1000 },
 };
 
 /* What the guest runs next; written by the host before each run. */
@@ -93,7 +100,7 @@ static void guest_code(void)
 		u64 region = READ_ONCE(cmd.region);
 		u64 *pte = (u64 *)READ_ONCE(cmd.pte_gva);
 		u64 flags = READ_ONCE(cmd.pte_flags);
-		u64 start, end, i, x = 0x9e3779b97f4a7c15ULL;
+		u64 start, end, i, x = 0x9e3779b97f4a7c15ULL, apic_base;
 		u32 a, b, c, d;
 		u8 v;
 
@@ -134,6 +141,17 @@ static void guest_code(void)
 				x ^= x << 17;
 				if (i % CPU_EXIT_EVERY == 0)
 					__cpuid(0, 0, &a, &b, &c, &d);
+			}
+			break;
+		case B_APIC_MODE:
+			/* x2APIC cannot go straight back to xAPIC: through off. */
+			apic_base = rdmsr(MSR_IA32_APICBASE) &
+				    ~(MSR_IA32_APICBASE_ENABLE | X2APIC_ENABLE);
+			for (i = 0; i < n; i++) {
+				wrmsr(MSR_IA32_APICBASE, apic_base |
+				      MSR_IA32_APICBASE_ENABLE | X2APIC_ENABLE);
+				wrmsr(MSR_IA32_APICBASE, apic_base);
+				wrmsr(MSR_IA32_APICBASE, apic_base | MSR_IA32_APICBASE_ENABLE);
 			}
 			break;
 		}
