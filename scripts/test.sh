@@ -136,9 +136,9 @@ elif [ -f "$baseline_dir/serial.log" ]; then
 fi
 
 if [ -n "$cached" ]; then
-	hps_say "make test: bench runs on emulated VT-x (Bochs): the selftests with HyperPS, in two parts side by side (about 9 minutes)"
+	hps_say "make test: bench runs on emulated VT-x (Bochs): the selftests with HyperPS, in two parts side by side (about 12 minutes)"
 else
-	hps_say "make test: bench runs on emulated VT-x (Bochs): the selftests without HyperPS and, side by side, with it in two parts (about 14 minutes)"
+	hps_say "make test: bench runs on emulated VT-x (Bochs): the selftests without HyperPS and, side by side, with it in two parts (about 18 minutes)"
 fi
 # The budget keeps the whole of make test inside CI's 90 minutes even if the bench misbehaves.
 parts="with1 with2"
