@@ -453,6 +453,9 @@ fn huge_zero_page_and_release() {
         v.release_zero_pages(Pfn(1024), 512),
         Err(Denial::FrameMapped)
     );
+    // One frame in the middle of the block is mapped just the same.
+    assert_eq!(v.release_zero_pages(Pfn(1142), 1), Err(Denial::FrameMapped));
+    assert_eq!(v.frame_state(Pfn(1142)), Some(FrameState::Zero));
     v.write_spte(Pfn(12), 3, leaf_ro_not_host_writable(1024, 2), NONPRESENT)
         .unwrap();
     v.release_zero_pages(Pfn(1024), 512).unwrap();
