@@ -606,22 +606,30 @@ unsafe extern "C" fn hps_rs_vm_entry(_kvm: *mut c_void, _vcpu: *mut c_void) -> c
 
 /// # Safety
 ///
-/// Called by the registry as `hyperps_ops.ept_load`.
+/// Called by the registry as `hyperps_ops.ept_load`, with the vCPU whose VMCS is current.
 #[no_mangle]
 unsafe extern "C" fn hps_rs_ept_load(
     kvm: *mut c_void,
-    _vcpu: *mut c_void,
+    vcpu: *mut c_void,
     root: u64,
     eptp: u64,
 ) -> c_int {
-    let deferred = locked(|b, p| {
-        b.ept_load(p, Handle(kvm as usize), Hpa(root).pfn(), eptp);
-        b.deferred_count() != 0
+    let outcome = locked(|b, p| {
+        let refused = b.ept_load(
+            p,
+            (Handle(kvm as usize), Handle(vcpu as usize)),
+            Hpa(root).pfn(),
+            eptp,
+        );
+        (refused, b.deferred_count() != 0)
     });
-    if deferred == Some(true) {
+    let Some((refused, deferred)) = outcome else {
+        return 0;
+    };
+    if deferred {
         kick_work();
     }
-    0
+    c_int::from(refused)
 }
 
 /// # Safety

@@ -1165,3 +1165,37 @@ fn a_guest_efer_loaded_at_entry_is_restored_at_exit() {
     w.p.vmcs.insert(0x400c, 1 << 28);
     assert!(!b.vm_entry(&mut w.p));
 }
+
+/// `ept_load` checks the EPT pointer where KVM builds it, with the vCPU and the root KVM
+/// names: only the current VMCS's own vCPU, its VM's root, and a pointer to that root.
+#[test]
+fn ept_load_accepts_only_the_vcpus_own_root() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let (a, x) = two_vms(&mut b, &mut w);
+    let eptp = |root: Pfn| 6 | (3 << 3) | (1 << 6) | (root.0 << 12);
+    let info = running_vcpu(&mut b, &mut w, &x);
+    let refusals = w.p.refusals();
+    assert!(!b.ept_load(&mut w.p, (x.kvm, info.vcpu), x.root, eptp(x.root)));
+    assert_eq!(w.p.refusals(), refusals);
+    // The victim's root, named both ways.
+    assert!(b.ept_load(&mut w.p, (x.kvm, info.vcpu), a.root, eptp(a.root)));
+    assert_eq!(w.p.last(), Some(Denial::EptpBadRoot));
+    assert!(b.ept_load(&mut w.p, (x.kvm, info.vcpu), x.root, eptp(a.root)));
+    assert_eq!(w.p.last(), Some(Denial::EptpBadRoot));
+    // Its own root, but a pointer KVM never builds (4-level walk on a 4-level root, UC).
+    assert!(b.ept_load(&mut w.p, (x.kvm, info.vcpu), x.root, eptp(x.root) & !7));
+    assert_eq!(w.p.last(), Some(Denial::EptpBadMemoryType));
+    // The victim's VM and its root, while the attacker's VMCS is current.
+    assert!(b.ept_load(&mut w.p, (a.kvm, info.vcpu), a.root, eptp(a.root)));
+    assert_eq!(w.p.last(), Some(Denial::WrongContext));
+    // A vCPU the backend does not know.
+    assert!(b.ept_load(&mut w.p, (x.kvm, Handle(0x999)), x.root, eptp(x.root)));
+    assert_eq!(w.p.last(), Some(Denial::UnknownVcpu));
+    // Refusals stop nothing here: KVM skips the write and stops the VM itself.
+    assert!(w.p.killed.is_empty());
+    let eptp_checks = b.verifier().audit().counters(CheckClass::Eptp);
+    assert_eq!(eptp_checks.refused, 5, "every refusal is counted");
+    assert_eq!(eptp_checks.verified, 1);
+}

@@ -115,7 +115,8 @@ pub enum Denial {
     /// The memslot is malformed: empty, overflowing, or not at a user address.
     BadMemslot,
     /// The call names a VM but does not come from that VM's VMM process (nor from its
-    /// teardown), so it cannot be checked against the VMM's memory.
+    /// teardown), so it cannot be checked against the VMM's memory; or it names a vCPU whose
+    /// VMCS is not the one current on this CPU.
     WrongContext,
     /// The frame is memory the kernel keeps for itself (slab, page tables, kernel image,
     /// reserved or free pages); it is never given to a VM.

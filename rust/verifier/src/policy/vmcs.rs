@@ -31,7 +31,7 @@
 use super::cr::{cr0_verdict, cr3_root_verdict, cr4_pinned_verdict, CR4_VMXE};
 use super::denial::{CheckClass, Denial};
 use super::records::{AddrRef, AuxKind, AuxOwner, FrameState, Protected, VmcsKind, VmcsRecord};
-use super::types::{CpuId, Cr0, Cr3, Cr4, Hpa, Pfn, VcpuId, VmcsField, Vpid, PAGE_SIZE};
+use super::types::{CpuId, Cr0, Cr3, Cr4, Hpa, Pfn, VcpuId, VmId, VmcsField, Vpid, PAGE_SIZE};
 use super::vmcs_fields::{
     address_slot, field_policy, is_shadow_field, AddressField, ControlField, FieldPolicy, HostField,
 };
@@ -240,13 +240,47 @@ impl<'a> Verifier<'a> {
         Ok(())
     }
 
-    fn vmcs_write_verdict(
+    /// Checks an EPT pointer where KVM builds it (`vmx_load_mmu_pgd()`), before its
+    /// `vmwrite`: the VMCS current on `cpu` must be one of `vcpu`'s, `vcpu` one of `vm`'s,
+    /// the pointer must name `root`, the root KVM says it loads, and it must pass the
+    /// `EPT_POINTER` rules for that VMCS. Records only the verdict; the `vmwrite` that follows
+    /// is checked again and records the root.
+    pub fn check_ept_load(
+        &mut self,
+        cpu: CpuId,
+        (vm, vcpu): (VmId, VcpuId),
+        root: Pfn,
+        eptp: u64,
+    ) -> Result<(), Denial> {
+        let verdict = self.ept_load_verdict(cpu, (vm, vcpu), root, eptp);
+        let subject = u64::from(VmcsField::EPT_POINTER.0);
+        let old = root.0.saturating_mul(4096);
+        self.record(CheckClass::Eptp, subject, old, eptp, verdict)
+    }
+
+    fn ept_load_verdict(
         &self,
         cpu: CpuId,
-        field: VmcsField,
-        value: u64,
-        host: &HostState,
-    ) -> Result<(u16, RecordUpdate), Denial> {
+        (vm, vcpu): (VmId, VcpuId),
+        root: Pfn,
+        eptp: u64,
+    ) -> Result<(), Denial> {
+        let (_, rec) = self.current_record(cpu)?;
+        if rec.vm != vm || rec.vcpu != vcpu {
+            return Err(Denial::WrongContext);
+        }
+        if rec.kind == VmcsKind::Shadow {
+            return Err(Denial::NotShadowField);
+        }
+        // None is KVM's dummy root, which it never loads through this path.
+        match self.eptp_verdict(rec.vm, rec.kind, eptp)? {
+            Some(named) if named == root => Ok(()),
+            _ => Err(Denial::EptpBadRoot),
+        }
+    }
+
+    /// The slot and record of the VMCS current on `cpu`.
+    fn current_record(&self, cpu: CpuId) -> Result<(u16, VmcsRecord), Denial> {
         let c = self.cpu_record(cpu)?;
         if !c.vmx_on {
             return Err(Denial::NoCurrentVmcs);
@@ -259,6 +293,17 @@ impl<'a> Verifier<'a> {
         if !rec.live {
             return Err(Denial::NoCurrentVmcs);
         }
+        Ok((slot, rec))
+    }
+
+    fn vmcs_write_verdict(
+        &self,
+        cpu: CpuId,
+        field: VmcsField,
+        value: u64,
+        host: &HostState,
+    ) -> Result<(u16, RecordUpdate), Denial> {
+        let (slot, rec) = self.current_record(cpu)?;
         if value > field.max_value() {
             return Err(Denial::ValueTooWide);
         }

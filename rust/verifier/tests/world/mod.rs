@@ -1298,8 +1298,18 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
             c
         }
         Op::WriteEptp { root } => {
+            // vmx_load_mmu_pgd(): ept_load with the current VMCS's vCPU, then the VMWRITE.
+            let owner = VMCS
+                .iter()
+                .position(|&v| Some(v) == w.k.current)
+                .and_then(|i| {
+                    let vm = w.k.vcpus.get(i).copied().flatten()?.slot;
+                    Some((vm_kvm(vm), Handle(0x100 + i)))
+                });
             let (stop, c) = w.with(Handle::NONE, |b, p| {
-                b.vmcs_write(p, u64::from(VMCS_EPT_POINTER), eptp(root))
+                let owner = owner.unwrap_or((Handle::NONE, Handle::NONE));
+                b.ept_load(p, owner, Pfn(root), eptp(root))
+                    || b.vmcs_write(p, u64::from(VMCS_EPT_POINTER), eptp(root))
             });
             if let (false, Some(cur)) = (stop, w.k.current) {
                 w.k.fields.insert((cur, VMCS_EPT_POINTER), eptp(root));

@@ -14,7 +14,9 @@
 use super::super::denial::{CheckClass, Denial};
 use super::super::ept::{classify_spte, EptClass};
 use super::super::records::{FrameState, Protected};
-use super::super::types::{EptEntry, EptLevel, PageSize, Pfn, VmId, EPT_ENTRIES_PER_PAGE};
+use super::super::types::{
+    EptEntry, EptLevel, PageSize, Pfn, VmId, VmcsField, EPT_ENTRIES_PER_PAGE,
+};
 use super::frames::{Granted, LeafGrant};
 use super::{Backend, FrameKind, Handle, Platform, Refusal};
 
@@ -406,13 +408,56 @@ impl<'a> Backend<'a> {
         }
     }
 
-    /// `ept_load`: the EPT pointer built from root `pfn` (walk length from `eptp`) is about to be
-    /// loaded for `kvm`; registers the root if it is still pending. The VMWRITE of the EPT
-    /// pointer itself is what is verified.
-    pub fn ept_load(&mut self, p: &mut impl Platform, kvm: Handle, pfn: Pfn, eptp: u64) {
+    /// `ept_load`: KVM built `eptp` for `vcpu` of `kvm` from the root `pfn` and is about to
+    /// write it (`vmx_load_mmu_pgd()`). Registers the root if it is still pending, then checks
+    /// that this CPU's current VMCS is the vCPU's and that the pointer names `pfn` and passes
+    /// the `EPT_POINTER` rules (see [`Verifier::check_ept_load`]). Returns true if the write
+    /// must not happen; KVM then stops the VM, as after a refused `vmwrite`.
+    pub fn ept_load(
+        &mut self,
+        p: &mut impl Platform,
+        (kvm, vcpu): (Handle, Handle),
+        pfn: Pfn,
+        eptp: u64,
+    ) -> bool {
+        let vm = self.vm_of(kvm);
         let walk = u8::try_from(((eptp >> 3) & 7).saturating_add(1)).unwrap_or(0);
-        if let (Some(vm), Some(level)) = (self.vm_of(kvm), EptLevel::new(walk)) {
+        if let (Some(vm), Some(level)) = (vm, EptLevel::new(walk)) {
             self.register_pending(p, vm, pfn, level);
+        }
+        let vcpu = self
+            .vcpu_index(vcpu)
+            .and_then(|i| self.vcpus.get(i))
+            .and_then(|s| s.id);
+        let subject = u64::from(VmcsField::EPT_POINTER.0);
+        let root_pa = pfn.0.saturating_mul(4096);
+        let verdict = match (vm, vcpu) {
+            (Some(vm), Some(vcpu)) => self.v.check_ept_load(p.cpu(), (vm, vcpu), pfn, eptp),
+            (None, _) => {
+                Err(self.deny(CheckClass::Eptp, Denial::UnknownVm, subject, root_pa, eptp))
+            }
+            (_, None) => Err(self.deny(
+                CheckClass::Eptp,
+                Denial::UnknownVcpu,
+                subject,
+                root_pa,
+                eptp,
+            )),
+        };
+        match verdict {
+            Ok(()) => false,
+            Err(d) => self.refuse(
+                p,
+                Refusal {
+                    class: CheckClass::Eptp,
+                    denial: d,
+                    subject,
+                    old: root_pa,
+                    new: eptp,
+                    kvm: Handle::NONE,
+                    value_write: true,
+                },
+            ),
         }
     }
 
