@@ -133,11 +133,6 @@ pub(crate) mod c {
         pub(crate) fn hps_c_invvpid_all();
         pub(crate) fn hps_c_invept_all();
         pub(crate) fn hps_c_kick_work();
-        pub(crate) fn hps_c_read(p: *mut u64) -> u64;
-        pub(crate) fn hps_c_write(p: *mut u64, v: u64);
-        pub(crate) fn hps_c_xchg(p: *mut u64, v: u64) -> u64;
-        pub(crate) fn hps_c_cmpxchg(p: *mut u64, old: *mut u64, v: u64) -> bool;
-        pub(crate) fn hps_c_fetch_and(p: *mut u64, mask: u64) -> u64;
         pub(crate) fn hps_c_root_set(pfn: u64, nr_pages: c_uint, known: bool);
         pub(crate) fn hps_c_cr3_root_known(pfn: u64) -> bool;
         pub(crate) fn hps_c_register() -> c_int;
@@ -529,12 +524,78 @@ pub(crate) fn protect_tables(count: u32) -> Result {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The ops table.
+
+/// The table `hps_c_register()` hands to `hyperps_register_ops()`.
+///
+/// It is built here, with the registry's own `struct hyperps_ops` from bindgen, so that rustc
+/// checks every entry point against the prototype in `<linux/hyperps.h>`.
+///
+/// # Invariants
+///
+/// Never written: it lives in an immutable static, and the registry only reads it.
+#[repr(transparent)]
+pub(crate) struct OpsTable(bindings::hyperps_ops);
+
+// SAFETY: by the type invariant the table is never written; it holds only function pointers
+// and the module pointer, which any CPU may read at any time.
+unsafe impl Sync for OpsTable {}
+
+// Only the address of the module structure is taken, so its layout does not cross the FFI.
+#[allow(improper_ctypes)]
+extern "C" {
+    /// This module, built by the kernel at load time.
+    static __this_module: kernel::types::Opaque<bindings::module>;
+}
+
+#[export_name = "hps_rs_ops"]
+static HPS_OPS: OpsTable = OpsTable(bindings::hyperps_ops {
+    abi_version: bindings::HYPERPS_ABI_VERSION,
+    // SAFETY: only the address of `__this_module` is taken; the kernel keeps the module
+    // structure until the (pinned) module is unloaded.
+    owner: unsafe { __this_module.get() },
+    vmcs_write: Some(hps_rs_vmcs_write),
+    vmcs_load: Some(hps_rs_vmcs_load),
+    vmcs_clear: Some(hps_rs_vmcs_clear),
+    vmxon: Some(hps_rs_vmxon),
+    vmxoff: Some(hps_rs_vmxoff),
+    vm_entry: Some(hps_rs_vm_entry),
+    ept_load: Some(hps_rs_ept_load),
+    page_alloc: Some(hps_rs_page_alloc),
+    page_free: Some(hps_rs_page_free),
+    vcpu_create: Some(hps_rs_vcpu_create),
+    vcpu_free: Some(hps_rs_vcpu_free),
+    nested_enter: Some(hps_rs_nested_enter),
+    nested_leave: Some(hps_rs_nested_leave),
+    guest_page: Some(hps_rs_guest_page),
+    spte_xchg: Some(hps_rs_spte_xchg),
+    spte_store: Some(hps_rs_spte_store),
+    spte_cmpxchg: Some(hps_rs_spte_cmpxchg),
+    spte_and: Some(hps_rs_spte_and),
+    spte_xchg_batch: Some(hps_rs_spte_xchg_batch),
+    spte_fill: Some(hps_rs_spte_fill),
+    pt_alloc: Some(hps_rs_pt_alloc),
+    pt_free: Some(hps_rs_pt_free),
+    pt_root: Some(hps_rs_pt_root),
+    memslot_add: Some(hps_rs_memslot_add),
+    memslot_remove: Some(hps_rs_memslot_remove),
+    vm_create: Some(hps_rs_vm_create),
+    vm_destroy: Some(hps_rs_vm_destroy),
+    cr0_write: Some(hps_rs_cr0_write),
+    cr3_write: Some(hps_rs_cr3_write),
+    cr4_write: Some(hps_rs_cr4_write),
+    ksm_merge: Some(hps_rs_ksm_merge),
+    pgd_add: Some(hps_rs_pgd_add),
+    pgd_remove: Some(hps_rs_pgd_remove),
+    free_pages: Some(hps_rs_free_pages),
+});
+
+// ---------------------------------------------------------------------------------------------
 // VMX instructions.
 
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.vmcs_write`, in KVM's context.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_vmcs_write(field: c_ulong, value: c_ulong) -> c_int {
     let refused = locked(|b, p| b.vmcs_write(p, field as u64, value as u64));
     c_int::from(refused == Some(true))
@@ -543,7 +604,6 @@ unsafe extern "C" fn hps_rs_vmcs_write(field: c_ulong, value: c_ulong) -> c_int 
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.vmcs_load`.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_vmcs_load(pa: u64) -> c_int {
     c_int::from(locked(|b, p| b.vmcs_load(p, pa)) == Some(true))
 }
@@ -551,7 +611,6 @@ unsafe extern "C" fn hps_rs_vmcs_load(pa: u64) -> c_int {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.vmcs_clear`, possibly in NMI.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_vmcs_clear(pa: u64) -> c_int {
     // NMI (emergency reboot): never spin on the lock; the CPU is going down anyway.
     if in_nmi() {
@@ -563,7 +622,6 @@ unsafe extern "C" fn hps_rs_vmcs_clear(pa: u64) -> c_int {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.vmxon`, on the CPU that executes VMXON.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_vmxon(pa: u64) -> c_int {
     let refused = locked(|b, p| b.vmxon(p, pa)) == Some(true);
     if !refused {
@@ -575,7 +633,6 @@ unsafe extern "C" fn hps_rs_vmxon(pa: u64) -> c_int {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.vmxoff`, in NMI when `emergency`.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_vmxoff(emergency: bool) -> c_int {
     if in_nmi() {
         // The CPU leaves VMX operation no matter what; CR4.VMXE may be cleared after it.
@@ -596,8 +653,10 @@ unsafe extern "C" fn hps_rs_vmxoff(emergency: bool) -> c_int {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.vm_entry`, with IRQs off.
-#[no_mangle]
-unsafe extern "C" fn hps_rs_vm_entry(_kvm: *mut c_void, _vcpu: *mut c_void) -> c_int {
+unsafe extern "C" fn hps_rs_vm_entry(
+    _kvm: *mut bindings::kvm,
+    _vcpu: *mut bindings::kvm_vcpu,
+) -> c_int {
     c_int::from(locked(|b, p| b.vm_entry(p)) == Some(true))
 }
 
@@ -607,10 +666,9 @@ unsafe extern "C" fn hps_rs_vm_entry(_kvm: *mut c_void, _vcpu: *mut c_void) -> c
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.ept_load`, with the vCPU whose VMCS is current.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_ept_load(
-    kvm: *mut c_void,
-    vcpu: *mut c_void,
+    kvm: *mut bindings::kvm,
+    vcpu: *mut bindings::kvm_vcpu,
     root: u64,
     eptp: u64,
 ) -> c_int {
@@ -635,7 +693,6 @@ unsafe extern "C" fn hps_rs_ept_load(
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.page_alloc`, process context.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_page_alloc(_type: u32, pa: u64) -> c_int {
     errno(locked(|b, p| b.page_alloc(p, pa)).is_some_and(|r| r.is_err()))
 }
@@ -643,7 +700,6 @@ unsafe extern "C" fn hps_rs_page_alloc(_type: u32, pa: u64) -> c_int {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.page_free`, process context.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_page_free(_type: u32, pa: u64) -> c_int {
     c_int::from(locked(|b, p| b.page_free(p, pa)) == Some(true))
 }
@@ -651,7 +707,6 @@ unsafe extern "C" fn hps_rs_page_free(_type: u32, pa: u64) -> c_int {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.vcpu_create`; `info` is valid for the call.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_vcpu_create(info: *const bindings::hyperps_vcpu_info) -> c_int {
     // SAFETY: KVM passes a valid info structure for the duration of the call.
     let i = unsafe { &*info };
@@ -679,15 +734,13 @@ unsafe extern "C" fn hps_rs_vcpu_create(info: *const bindings::hyperps_vcpu_info
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.vcpu_free`.
-#[no_mangle]
-unsafe extern "C" fn hps_rs_vcpu_free(kvm: *mut c_void, vcpu: *mut c_void) {
+unsafe extern "C" fn hps_rs_vcpu_free(kvm: *mut bindings::kvm, vcpu: *mut bindings::kvm_vcpu) {
     locked(|b, p| b.vcpu_free(p, Handle(kvm as usize), Handle(vcpu as usize)));
 }
 
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.nested_enter`; `info` is valid for the call.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_nested_enter(info: *const bindings::hyperps_nested_info) {
     // SAFETY: KVM passes a valid info structure for the duration of the call.
     let i = unsafe { &*info };
@@ -710,16 +763,14 @@ unsafe extern "C" fn hps_rs_nested_enter(info: *const bindings::hyperps_nested_i
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.nested_leave`.
-#[no_mangle]
-unsafe extern "C" fn hps_rs_nested_leave(kvm: *mut c_void, vcpu: *mut c_void) {
+unsafe extern "C" fn hps_rs_nested_leave(kvm: *mut bindings::kvm, vcpu: *mut bindings::kvm_vcpu) {
     locked(|b, p| b.nested_leave(p, Handle(kvm as usize), Handle(vcpu as usize)));
 }
 
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.guest_page`.
-#[no_mangle]
-unsafe extern "C" fn hps_rs_guest_page(kvm: *mut c_void, gfn: u64, pfn: u64) -> c_int {
+unsafe extern "C" fn hps_rs_guest_page(kvm: *mut bindings::kvm, gfn: u64, pfn: u64) -> c_int {
     errno(
         locked(|b, p| b.guest_page(p, Handle(kvm as usize), gfn, pfn)).is_some_and(|r| r.is_err()),
     )
@@ -756,39 +807,88 @@ fn spte_write(
     }
 }
 
+/// An SPTE that KVM handed to an op, accessed with the atomicity of KVM's own code: `READ_ONCE`
+/// and `WRITE_ONCE` are relaxed loads and stores; `xchg()`, `try_cmpxchg64()` and
+/// `atomic64_fetch_and()` are fully ordered read-modify-writes.
+///
+/// # Invariants
+///
+/// The reference is to a live SPTE that every other user (KVM, the CPU's page walker) accesses
+/// only with single-copy-atomic 8-byte accesses.
+struct Spte<'a>(&'a AtomicU64);
+
+impl Spte<'_> {
+    /// # Safety
+    ///
+    /// `p` is an 8-byte aligned SPTE of a KVM paging-structure page that stays allocated for
+    /// `'a`, and KVM accesses it only atomically or with `READ_ONCE`/`WRITE_ONCE`.
+    unsafe fn from_ptr<'a>(p: *mut u64) -> Spte<'a> {
+        // SAFETY: the caller's guarantee is exactly what `AtomicU64::from_ptr` requires.
+        Spte(unsafe { AtomicU64::from_ptr(p) })
+    }
+
+    fn read(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn write(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed)
+    }
+
+    fn xchg(&self, v: u64) -> u64 {
+        self.0.swap(v, Ordering::SeqCst)
+    }
+
+    /// `try_cmpxchg64()`: on failure `old` becomes the current value.
+    fn try_cmpxchg(&self, old: &mut u64, v: u64) -> bool {
+        match self
+            .0
+            .compare_exchange(*old, v, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(current) => {
+                *old = current;
+                false
+            }
+        }
+    }
+
+    fn fetch_and(&self, mask: u64) -> u64 {
+        self.0.fetch_and(mask, Ordering::SeqCst)
+    }
+}
+
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.spte_xchg`; `sptep` is an SPTE of a KVM table.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_spte_xchg(
     sptep: *mut u64,
     new_spte: u64,
     level: c_int,
     gfn: u64,
 ) -> u64 {
+    // SAFETY: KVM passes an SPTE of one of its tables, accessed as `Spte::from_ptr` requires.
+    let spte = unsafe { Spte::from_ptr(sptep) };
     let mut old = 0;
     let outcome = spte_write(sptep, new_spte, level, Some(gfn), || {
-        // SAFETY: `sptep` is a valid SPTE pointer passed by KVM.
-        old = unsafe { c::hps_c_xchg(sptep, new_spte) };
+        old = spte.xchg(new_spte);
         Some(old)
     });
     match outcome {
         SpteOutcome::Written | SpteOutcome::Audited => old,
-        // SAFETY: as above.
-        _ => unsafe { c::hps_c_read(sptep) },
+        _ => spte.read(),
     }
 }
 
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.spte_store`; `sptep` is an SPTE of a KVM table.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_spte_store(sptep: *mut u64, new_spte: u64, level: c_int, gfn: u64) {
+    // SAFETY: KVM passes an SPTE of one of its tables, accessed as `Spte::from_ptr` requires.
+    let spte = unsafe { Spte::from_ptr(sptep) };
     spte_write(sptep, new_spte, level, Some(gfn), || {
-        // SAFETY: `sptep` is a valid SPTE pointer passed by KVM.
-        let old = unsafe { c::hps_c_read(sptep) };
-        // SAFETY: as above.
-        unsafe { c::hps_c_write(sptep, new_spte) };
+        let old = spte.read();
+        spte.write(new_spte);
         Some(old)
     });
 }
@@ -797,7 +897,6 @@ unsafe extern "C" fn hps_rs_spte_store(sptep: *mut u64, new_spte: u64, level: c_
 ///
 /// Called by the registry as `hyperps_ops.spte_cmpxchg`; `sptep` is an SPTE of a KVM table
 /// and `old_spte` is valid for reads and writes.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_spte_cmpxchg(
     sptep: *mut u64,
     old_spte: *mut u64,
@@ -805,20 +904,20 @@ unsafe extern "C" fn hps_rs_spte_cmpxchg(
     level: c_int,
     gfn: u64,
 ) -> bool {
+    // SAFETY: KVM passes an SPTE of one of its tables, accessed as `Spte::from_ptr` requires.
+    let spte = unsafe { Spte::from_ptr(sptep) };
+    // SAFETY: `old_spte` is valid for reads and writes for the call (KVM's expected value).
+    let old_spte = unsafe { &mut *old_spte };
     let outcome = spte_write(sptep, new_spte, level, Some(gfn), || {
-        // SAFETY: `old_spte` is valid for reads and writes (KVM's expected value).
-        let expected = unsafe { *old_spte };
-        // SAFETY: `sptep` is a valid SPTE pointer, `old_spte` as above.
-        let ok = unsafe { c::hps_c_cmpxchg(sptep, old_spte, new_spte) };
-        ok.then_some(expected)
+        let expected = *old_spte;
+        spte.try_cmpxchg(old_spte, new_spte).then_some(expected)
     });
     match outcome {
         SpteOutcome::Written | SpteOutcome::Audited => true,
         SpteOutcome::NotWritten => false,
         SpteOutcome::Refused => {
             // Refused: report the current value, as a concurrent change would.
-            // SAFETY: as above.
-            unsafe { *old_spte = c::hps_c_read(sptep) };
+            *old_spte = spte.read();
             false
         }
     }
@@ -827,22 +926,20 @@ unsafe extern "C" fn hps_rs_spte_cmpxchg(
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.spte_and`; `sptep` is an SPTE of a KVM table.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_spte_and(sptep: *mut u64, mask: u64, level: c_int) -> u64 {
     // The verdict ignores A/D, so a snapshot is enough to check the result. An AND can only
     // name a frame the VM has already: no guest frame is given.
-    // SAFETY: `sptep` is a valid SPTE pointer passed by KVM.
-    let snap = unsafe { c::hps_c_read(sptep) };
+    // SAFETY: KVM passes an SPTE of one of its tables, accessed as `Spte::from_ptr` requires.
+    let spte = unsafe { Spte::from_ptr(sptep) };
+    let snap = spte.read();
     let mut old = 0;
     let outcome = spte_write(sptep, snap & mask, level, None, || {
-        // SAFETY: as above.
-        old = unsafe { c::hps_c_fetch_and(sptep, mask) };
+        old = spte.fetch_and(mask);
         Some(old)
     });
     match outcome {
         SpteOutcome::Written | SpteOutcome::Audited => old,
-        // SAFETY: as above.
-        _ => unsafe { c::hps_c_read(sptep) },
+        _ => spte.read(),
     }
 }
 
@@ -850,7 +947,6 @@ unsafe extern "C" fn hps_rs_spte_and(sptep: *mut u64, mask: u64, level: c_int) -
 ///
 /// Called by the registry as `hyperps_ops.spte_xchg_batch`: `nr` consecutive SPTEs of one
 /// table at `sptep`, `nr` slots at `old_sptes`.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_spte_xchg_batch(
     sptep: *mut u64,
     nr: c_uint,
@@ -862,16 +958,16 @@ unsafe extern "C" fn hps_rs_spte_xchg_batch(
     for i in 0..nr {
         // SAFETY: KVM passes `nr` consecutive entries of one table and `nr` old slots.
         let (p, o) = unsafe { (sptep.add(i), old_sptes.add(i)) };
+        // SAFETY: `p` is an SPTE of KVM's table, accessed as `Spte::from_ptr` requires.
+        let spte = unsafe { Spte::from_ptr(p) };
         let mut old = 0;
         let outcome = spte_write(p, new_spte, level, None, || {
-            // SAFETY: `p` is a valid SPTE pointer, see above.
-            old = unsafe { c::hps_c_xchg(p, new_spte) };
+            old = spte.xchg(new_spte);
             Some(old)
         });
         let v = match outcome {
             SpteOutcome::Written | SpteOutcome::Audited => old,
-            // SAFETY: as above.
-            _ => unsafe { c::hps_c_read(p) },
+            _ => spte.read(),
         };
         // SAFETY: `o` is valid for writes, see above.
         unsafe { *o = v };
@@ -881,18 +977,18 @@ unsafe extern "C" fn hps_rs_spte_xchg_batch(
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.spte_fill`: `pt` is a whole table, not yet linked.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_spte_fill(pt: *mut u64, first_spte: u64, step: u64, level: c_int) {
     for i in 0..bindings::HYPERPS_SPTES_PER_TABLE as usize {
         let v = first_spte.wrapping_add((i as u64).wrapping_mul(step));
         // SAFETY: `pt` is a whole table of HYPERPS_SPTES_PER_TABLE entries.
         let p = unsafe { pt.add(i) };
+        // SAFETY: `p` is an entry of the new table, which KVM does not touch until it is
+        // linked.
+        let spte = unsafe { Spte::from_ptr(p) };
         // The split's frames are those of the huge leaf, which the VM has: no guest frame.
         spte_write(p, v, level, None, || {
-            // SAFETY: `p` is a valid SPTE pointer, see above.
-            let old = unsafe { c::hps_c_read(p) };
-            // SAFETY: as above.
-            unsafe { c::hps_c_write(p, v) };
+            let old = spte.read();
+            spte.write(v);
             Some(old)
         });
     }
@@ -904,11 +1000,10 @@ unsafe extern "C" fn hps_rs_spte_fill(pt: *mut u64, first_spte: u64, step: u64, 
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.pt_alloc`.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_pt_alloc(
-    kvm: *mut c_void,
+    kvm: *mut bindings::kvm,
     init_value: u64,
-    gfp: c_uint,
+    gfp: bindings::gfp_t,
 ) -> *mut c_void {
     // Filling the page is also its scrub.
     // SAFETY: no precondition; the page comes from the page allocator.
@@ -929,7 +1024,6 @@ unsafe extern "C" fn hps_rs_pt_alloc(
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.pt_free`, possibly from an RCU callback.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_pt_free(pt: *mut c_void) {
     let pfn = Pfn(pa_of(pt) >> 12);
     match locked(|b, p| b.pt_free(p, pfn)) {
@@ -974,8 +1068,7 @@ unsafe extern "C" fn hps_rs_deferred_work() {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.pt_root`.
-#[no_mangle]
-unsafe extern "C" fn hps_rs_pt_root(kvm: *mut c_void, pt: *mut c_void, level: c_int) {
+unsafe extern "C" fn hps_rs_pt_root(kvm: *mut bindings::kvm, pt: *mut c_void, level: c_int) {
     let pfn = Pfn(pa_of(pt) >> 12);
     if let Some(level) = u8::try_from(level).ok().and_then(EptLevel::new) {
         locked(|b, p| b.pt_root(p, Handle(kvm as usize), pfn, level));
@@ -996,9 +1089,8 @@ fn memslot_of(s: &bindings::hyperps_memslot) -> crate::policy::backend::Memslot 
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.memslot_add`; `slot` is valid for the call.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_memslot_add(
-    kvm: *mut c_void,
+    kvm: *mut bindings::kvm,
     slot: *const bindings::hyperps_memslot,
 ) -> c_int {
     // SAFETY: KVM passes a valid structure for the duration of the call.
@@ -1013,9 +1105,8 @@ unsafe extern "C" fn hps_rs_memslot_add(
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.memslot_remove`; `slot` is valid for the call.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_memslot_remove(
-    kvm: *mut c_void,
+    kvm: *mut bindings::kvm,
     slot: *const bindings::hyperps_memslot,
 ) {
     // SAFETY: KVM passes a valid structure for the duration of the call.
@@ -1026,8 +1117,10 @@ unsafe extern "C" fn hps_rs_memslot_remove(
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.vm_create`, in the VMM's context.
-#[no_mangle]
-unsafe extern "C" fn hps_rs_vm_create(kvm: *mut c_void, _mm: *mut c_void) -> c_int {
+unsafe extern "C" fn hps_rs_vm_create(
+    kvm: *mut bindings::kvm,
+    _mm: *mut bindings::mm_struct,
+) -> c_int {
     let r = locked(|b, p| b.vm_create(p, Handle(kvm as usize)));
     match r {
         Some(Ok(())) => {
@@ -1043,8 +1136,7 @@ unsafe extern "C" fn hps_rs_vm_create(kvm: *mut c_void, _mm: *mut c_void) -> c_i
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.vm_destroy`, process context.
-#[no_mangle]
-unsafe extern "C" fn hps_rs_vm_destroy(kvm: *mut c_void) {
+unsafe extern "C" fn hps_rs_vm_destroy(kvm: *mut bindings::kvm) {
     let mm = locked(|b, p| b.vm_destroy(p, Handle(kvm as usize))).flatten();
     if let Some(mm) = mm {
         // SAFETY: grabbed by `hps_rs_vm_create` for a destroyed VM that the backend no longer
@@ -1087,7 +1179,6 @@ fn cr_verdict(i: usize, class: CheckClass, val: u64, r: Result<(), Denial>) -> c
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.cr0_write`, any context.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_cr0_write(val: c_ulong) -> c_int {
     let val = val as u64;
     cr_verdict(0, CheckClass::Cr0, val, cr0_verdict(Cr0(val)))
@@ -1096,7 +1187,6 @@ unsafe extern "C" fn hps_rs_cr0_write(val: c_ulong) -> c_int {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.cr3_write`, any context.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_cr3_write(val: c_ulong) -> c_int {
     let val = val as u64;
     // SAFETY: no precondition (reads CR4 of this CPU).
@@ -1122,7 +1212,6 @@ unsafe extern "C" fn hps_rs_cr3_write(val: c_ulong) -> c_int {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.cr4_write`, any context.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_cr4_write(val: c_ulong) -> c_int {
     let val = val as u64;
     let r = cr4_write_verdict(
@@ -1140,7 +1229,6 @@ unsafe extern "C" fn hps_rs_cr4_write(val: c_ulong) -> c_int {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.pgd_add`.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_pgd_add(pa: u64, nr_pages: c_uint) -> c_int {
     let first = Hpa(pa).pfn();
     let ok = locked(|b, p| b.pgd_add(p, first, nr_pages).is_ok()) == Some(true);
@@ -1154,7 +1242,6 @@ unsafe extern "C" fn hps_rs_pgd_add(pa: u64, nr_pages: c_uint) -> c_int {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.pgd_remove`.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_pgd_remove(pa: u64, nr_pages: c_uint) {
     let first = Hpa(pa).pfn();
     // SAFETY: no precondition.
@@ -1168,9 +1255,8 @@ unsafe extern "C" fn hps_rs_pgd_remove(pa: u64, nr_pages: c_uint) {
 /// # Safety
 ///
 /// Called by the registry as `hyperps_ops.ksm_merge`, with the page-table lock held.
-#[no_mangle]
 unsafe extern "C" fn hps_rs_ksm_merge(
-    _mm: *mut c_void,
+    _mm: *mut bindings::mm_struct,
     addr: c_ulong,
     pfn: c_ulong,
     kpfn: c_ulong,
@@ -1183,7 +1269,6 @@ unsafe extern "C" fn hps_rs_ksm_merge(
 ///
 /// Called by the registry as `hyperps_ops.free_pages`, from the page allocator's free path
 /// (any context but NMI).
-#[no_mangle]
 unsafe extern "C" fn hps_rs_free_pages(pfn: c_ulong, order: c_uint) -> c_int {
     let pfn = pfn as u64;
     if order > MAX_FREE_ORDER {

@@ -4,10 +4,11 @@
  *
  * The policy and all hook logic are in Rust (the backend in rust/verifier, the
  * entry points in glue.rs).  This file holds what the 6.12 Rust abstractions
- * lack: the ops table, a raw spinlock taken with IRQs off, page allocation
- * with a gfp, the atomics on SPTEs, host register and MSR reads, the lockless
- * walk of a VMM's page tables, struct page tests, INVEPT/INVVPID on all CPUs,
- * the module parameter, debugfs, the trace event and rate-limited logging.
+ * lack: a raw spinlock taken with IRQs off, page allocation with a gfp, host
+ * register and MSR reads, the lockless walk of a VMM's page tables, struct page
+ * tests, INVEPT/INVVPID on all CPUs, the module parameter, debugfs, the trace
+ * event and rate-limited logging.  The ops table and the SPTE atomics are
+ * Rust's (glue.rs): rustc checks the table against <linux/hyperps.h>.
  */
 #define pr_fmt(fmt) "hyperps: " fmt
 
@@ -561,71 +562,6 @@ void hps_c_kick_work(void)
 	schedule_work(&hps_work);
 }
 
-/* SPTE accesses with the atomicity of KVM's native code. */
-u64 hps_c_read(u64 *p)
-{
-	return READ_ONCE(*p);
-}
-
-void hps_c_write(u64 *p, u64 v)
-{
-	WRITE_ONCE(*p, v);
-}
-
-u64 hps_c_xchg(u64 *p, u64 v)
-{
-	return xchg(p, v);
-}
-
-bool hps_c_cmpxchg(u64 *p, u64 *old, u64 v)
-{
-	return try_cmpxchg64(p, old, v);
-}
-
-u64 hps_c_fetch_and(u64 *p, u64 mask)
-{
-	return (u64)atomic64_fetch_and(mask, (atomic64_t *)p);
-}
-
-static const struct hyperps_ops hps_ops = {
-	.abi_version = HYPERPS_ABI_VERSION,
-	.owner = THIS_MODULE,
-	.vmcs_write = hps_rs_vmcs_write,
-	.vmcs_load = hps_rs_vmcs_load,
-	.vmcs_clear = hps_rs_vmcs_clear,
-	.vmxon = hps_rs_vmxon,
-	.vmxoff = hps_rs_vmxoff,
-	.vm_entry = hps_rs_vm_entry,
-	.ept_load = hps_rs_ept_load,
-	.page_alloc = hps_rs_page_alloc,
-	.page_free = hps_rs_page_free,
-	.vcpu_create = hps_rs_vcpu_create,
-	.vcpu_free = hps_rs_vcpu_free,
-	.nested_enter = hps_rs_nested_enter,
-	.nested_leave = hps_rs_nested_leave,
-	.guest_page = hps_rs_guest_page,
-	.spte_xchg = hps_rs_spte_xchg,
-	.spte_store = hps_rs_spte_store,
-	.spte_cmpxchg = hps_rs_spte_cmpxchg,
-	.spte_and = hps_rs_spte_and,
-	.spte_xchg_batch = hps_rs_spte_xchg_batch,
-	.spte_fill = hps_rs_spte_fill,
-	.pt_alloc = hps_rs_pt_alloc,
-	.pt_free = hps_rs_pt_free,
-	.pt_root = hps_rs_pt_root,
-	.memslot_add = hps_rs_memslot_add,
-	.memslot_remove = hps_rs_memslot_remove,
-	.vm_create = hps_rs_vm_create,
-	.vm_destroy = hps_rs_vm_destroy,
-	.cr0_write = hps_rs_cr0_write,
-	.cr3_write = hps_rs_cr3_write,
-	.cr4_write = hps_rs_cr4_write,
-	.ksm_merge = hps_rs_ksm_merge,
-	.pgd_add = hps_rs_pgd_add,
-	.pgd_remove = hps_rs_pgd_remove,
-	.free_pages = hps_rs_free_pages,
-};
-
 /*
  * Page-table roots CR3 may hold, one bit per frame: the CR3 hook runs on
  * every context switch and in NMI, so it tests a bit instead of taking the
@@ -667,7 +603,7 @@ int hps_c_register(void)
 		return -ENOMEM;
 	hps_roots_nbits = nbits;
 
-	ret = hyperps_register_ops(&hps_ops);
+	ret = hyperps_register_ops(&hps_rs_ops);
 	if (ret) {
 		hps_roots_nbits = 0;
 		hps_roots = NULL;

@@ -53,44 +53,11 @@ struct hps_refusal {
 	char reason[HPS_REASON_LEN];
 };
 
-/* Implemented in Rust. */
-int hps_rs_vmcs_write(unsigned long field, unsigned long value);
-int hps_rs_vmcs_load(u64 pa);
-int hps_rs_vmcs_clear(u64 pa);
-int hps_rs_vmxon(u64 pa);
-int hps_rs_vmxoff(bool emergency);
-int hps_rs_vm_entry(struct kvm *kvm, struct kvm_vcpu *vcpu);
-int hps_rs_ept_load(struct kvm *kvm, struct kvm_vcpu *vcpu, u64 root, u64 eptp);
-int hps_rs_page_alloc(u32 type, u64 pa);
-int hps_rs_page_free(u32 type, u64 pa);
-int hps_rs_vcpu_create(const struct hyperps_vcpu_info *info);
-void hps_rs_vcpu_free(struct kvm *kvm, struct kvm_vcpu *vcpu);
-void hps_rs_nested_enter(const struct hyperps_nested_info *info);
-void hps_rs_nested_leave(struct kvm *kvm, struct kvm_vcpu *vcpu);
-int hps_rs_guest_page(struct kvm *kvm, u64 gfn, u64 pfn);
-u64 hps_rs_spte_xchg(u64 *sptep, u64 new_spte, int level, u64 gfn);
-void hps_rs_spte_store(u64 *sptep, u64 new_spte, int level, u64 gfn);
-bool hps_rs_spte_cmpxchg(u64 *sptep, u64 *old_spte, u64 new_spte, int level,
-			 u64 gfn);
-u64 hps_rs_spte_and(u64 *sptep, u64 mask, int level);
-void hps_rs_spte_xchg_batch(u64 *sptep, unsigned int nr, u64 new_spte,
-			    u64 *old_sptes, int level);
-void hps_rs_spte_fill(u64 *pt, u64 first_spte, u64 step, int level);
-void *hps_rs_pt_alloc(struct kvm *kvm, u64 init_value, gfp_t gfp);
-void hps_rs_pt_free(void *pt);
-void hps_rs_pt_root(struct kvm *kvm, void *pt, int level);
-int hps_rs_memslot_add(struct kvm *kvm, const struct hyperps_memslot *slot);
-void hps_rs_memslot_remove(struct kvm *kvm, const struct hyperps_memslot *slot);
-int hps_rs_vm_create(struct kvm *kvm, struct mm_struct *mm);
-void hps_rs_vm_destroy(struct kvm *kvm);
-int hps_rs_cr0_write(unsigned long val);
-int hps_rs_cr3_write(unsigned long val);
-int hps_rs_cr4_write(unsigned long val);
-int hps_rs_ksm_merge(struct mm_struct *mm, unsigned long addr,
-		     unsigned long pfn, unsigned long kpfn);
-int hps_rs_pgd_add(u64 pa, unsigned int nr_pages);
-void hps_rs_pgd_remove(u64 pa, unsigned int nr_pages);
-int hps_rs_free_pages(unsigned long pfn, unsigned int order);
+/*
+ * Implemented in Rust.  The ops table is built in glue.rs with bindgen's struct
+ * hyperps_ops, so rustc checks each entry point against <linux/hyperps.h>.
+ */
+extern const struct hyperps_ops hps_rs_ops;
 void hps_rs_stats(struct hps_stats *out);
 u32 hps_rs_vm_frames(struct hps_vm_frame *out, u32 max);
 void hps_rs_deferred_work(void);
@@ -135,11 +102,6 @@ void hps_c_kill_vm(struct kvm *kvm);
 void hps_c_invvpid_all(void);
 void hps_c_invept_all(void);
 void hps_c_kick_work(void);
-u64 hps_c_read(u64 *p);
-void hps_c_write(u64 *p, u64 v);
-u64 hps_c_xchg(u64 *p, u64 v);
-bool hps_c_cmpxchg(u64 *p, u64 *old, u64 v);
-u64 hps_c_fetch_and(u64 *p, u64 mask);
 void hps_c_root_set(u64 pfn, unsigned int nr_pages, bool known);
 bool hps_c_cr3_root_known(u64 pfn);
 int hps_c_register(void);
