@@ -360,41 +360,56 @@ unsafe impl Sync for Global {}
 
 static STATE: Global = Global(UnsafeCell::new(None));
 
+/// `hps_lock` held with IRQs off, released on drop.
+///
+/// # Invariants
+///
+/// `flags` is what the `hps_c_lock()` that took the lock returned.
+struct LockGuard {
+    flags: core::ffi::c_ulong,
+}
+
+impl LockGuard {
+    fn lock() -> LockGuard {
+        // SAFETY: `hps_c_lock()` has no precondition; it is never called in NMI (see the top of
+        // the file) and the lock is never taken twice by one CPU.
+        let flags = unsafe { c::hps_c_lock() };
+        LockGuard { flags }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant `flags` comes from the matching `hps_c_lock()`.
+        unsafe { c::hps_c_unlock(self.flags) };
+    }
+}
+
 /// Installs the backend. Called once by module init, before the ops are registered.
 pub(crate) fn install(backend: Backend<'static>, tracked: &'static [AtomicU64]) {
     TRACKED_LEN.store(tracked.len(), Ordering::Relaxed);
     TRACKED.store(tracked.as_ptr().cast_mut(), Ordering::Release);
-    // SAFETY: `hps_c_lock` has no precondition.
-    let flags = unsafe { c::hps_c_lock() };
+    let _guard = LockGuard::lock();
     // SAFETY: the lock is held, so no other reference to the state exists.
     unsafe { *STATE.0.get() = Some(backend) };
-    // SAFETY: `flags` comes from the matching `hps_c_lock`.
-    unsafe { c::hps_c_unlock(flags) };
 }
 
 /// Drops the backend again, so that module init can free the tables when registration failed.
 /// No hook uses the state then: the ops were never registered.
 pub(crate) fn uninstall() {
     TRACKED.store(core::ptr::null_mut(), Ordering::Release);
-    // SAFETY: `hps_c_lock` has no precondition.
-    let flags = unsafe { c::hps_c_lock() };
+    let _guard = LockGuard::lock();
     // SAFETY: the lock is held, so no other reference to the state exists.
     unsafe { *STATE.0.get() = None };
-    // SAFETY: `flags` comes from the matching `hps_c_lock`.
-    unsafe { c::hps_c_unlock(flags) };
 }
 
 /// Runs `f` on the backend with the lock held and IRQs off; `None` before init.
 fn locked<R>(f: impl FnOnce(&mut Backend<'static>, &mut KernelPlatform) -> R) -> Option<R> {
-    // SAFETY: `hps_c_lock` has no precondition.
-    let flags = unsafe { c::hps_c_lock() };
+    let _guard = LockGuard::lock();
     // SAFETY: the lock is held and, by the invariants of `Global`, not re-entered, so this is
     // the only reference to the state.
     let state = unsafe { &mut *STATE.0.get() };
-    let r = state.as_mut().map(|b| f(b, &mut KernelPlatform));
-    // SAFETY: `flags` comes from the matching `hps_c_lock`.
-    unsafe { c::hps_c_unlock(flags) };
-    r
+    state.as_mut().map(|b| f(b, &mut KernelPlatform))
 }
 
 /// One bit per frame, set while the frame is not `Host` (kept by the verifier).
@@ -468,14 +483,41 @@ pub(crate) fn set_cr_config(cfg: &Config) {
     PHYS_BITS.store(cfg.phys_addr_bits, Ordering::Relaxed);
 }
 
+// Safe wrappers of the C helpers that have no precondition.
+
 fn in_nmi() -> bool {
-    // SAFETY: no precondition.
+    // SAFETY: `hps_c_in_nmi()` reads this CPU's preempt count; no precondition.
     unsafe { c::hps_c_in_nmi() }
 }
 
 fn this_cpu() -> u32 {
-    // SAFETY: no precondition.
+    // SAFETY: `hps_c_cpu()` reads this CPU's number; no precondition.
     unsafe { c::hps_c_cpu() }
+}
+
+/// The live CR4 of this CPU.
+fn live_cr4() -> u64 {
+    // SAFETY: `hps_c_cr4()` reads CR4 of this CPU; no precondition.
+    unsafe { c::hps_c_cr4() }
+}
+
+/// INVVPID of every VPID on every CPU (an IPI to all CPUs; IRQs must be on).
+fn invvpid_all() {
+    // SAFETY: `hps_c_invvpid_all()` has no precondition beyond IRQs on, which its callers
+    // (process context, outside `hps_lock`) guarantee.
+    unsafe { c::hps_c_invvpid_all() };
+}
+
+/// Whether `pfn` is a page-table root CR3 may hold (a lock-free bitmap test).
+fn cr3_root_known(pfn: u64) -> bool {
+    // SAFETY: `hps_c_cr3_root_known()` bounds-checks `pfn`; no precondition.
+    unsafe { c::hps_c_cr3_root_known(pfn) }
+}
+
+/// Marks `nr_pages` frames from `first` as page-table roots CR3 may hold, or not.
+fn set_cr3_roots(first: u64, nr_pages: c_uint, known: bool) {
+    // SAFETY: `hps_c_root_set()` bounds-checks the range; no precondition.
+    unsafe { c::hps_c_root_set(first, nr_pages, known) };
 }
 
 fn pa_of(p: *const c_void) -> u64 {
@@ -484,7 +526,7 @@ fn pa_of(p: *const c_void) -> u64 {
 }
 
 fn kick_work() {
-    // SAFETY: no precondition.
+    // SAFETY: `hps_c_kick_work()` queues a static work item; no precondition.
     unsafe { c::hps_c_kick_work() };
 }
 
@@ -725,8 +767,7 @@ unsafe extern "C" fn hps_rs_vcpu_create(info: *const bindings::hyperps_vcpu_info
     };
     if info.vpid != 0 {
         // A VPID may be reused only after a global INVVPID (process context, IRQs on).
-        // SAFETY: no precondition.
-        unsafe { c::hps_c_invvpid_all() };
+        invvpid_all();
     }
     errno(locked(|b, p| b.vcpu_create(p, &info, info.vpid != 0)).is_some_and(|r| r.is_err()))
 }
@@ -753,8 +794,7 @@ unsafe extern "C" fn hps_rs_nested_enter(info: *const bindings::hyperps_nested_i
         shadow_vmcs_pa: i.shadow_vmcs_pa,
     };
     if info.vpid02 != 0 {
-        // SAFETY: no precondition.
-        unsafe { c::hps_c_invvpid_all() };
+        invvpid_all();
     }
     // A refusal shows up as refused VMPTRLD/VMWRITEs, which stop the VM.
     let _ = locked(|b, p| b.nested_enter(p, &info, info.vpid02 != 0));
@@ -1006,7 +1046,7 @@ unsafe extern "C" fn hps_rs_pt_alloc(
     gfp: bindings::gfp_t,
 ) -> *mut c_void {
     // Filling the page is also its scrub.
-    // SAFETY: no precondition; the page comes from the page allocator.
+    // SAFETY: `hps_c_pt_page()` allocates and fills a new page; no precondition.
     let pt = unsafe { c::hps_c_pt_page(gfp, init_value) };
     if pt.is_null() {
         return pt;
@@ -1189,8 +1229,7 @@ unsafe extern "C" fn hps_rs_cr0_write(val: c_ulong) -> c_int {
 /// Called by the registry as `hyperps_ops.cr3_write`, any context.
 unsafe extern "C" fn hps_rs_cr3_write(val: c_ulong) -> c_int {
     let val = val as u64;
-    // SAFETY: no precondition (reads CR4 of this CPU).
-    let cr4 = unsafe { c::hps_c_cr4() };
+    let cr4 = live_cr4();
     let r = cr3_decode(
         Cr3(val),
         Cr4(cr4),
@@ -1199,8 +1238,7 @@ unsafe extern "C" fn hps_rs_cr3_write(val: c_ulong) -> c_int {
         crate::HYPERPS_PCID,
     )
     .and_then(|(root, _)| {
-        // SAFETY: no precondition (a lock-free bitmap test).
-        if unsafe { c::hps_c_cr3_root_known(root.0) } {
+        if cr3_root_known(root.0) {
             Ok(())
         } else {
             Err(Denial::Cr3UnknownRoot)
@@ -1233,8 +1271,7 @@ unsafe extern "C" fn hps_rs_pgd_add(pa: u64, nr_pages: c_uint) -> c_int {
     let first = Hpa(pa).pfn();
     let ok = locked(|b, p| b.pgd_add(p, first, nr_pages).is_ok()) == Some(true);
     if ok {
-        // SAFETY: no precondition.
-        unsafe { c::hps_c_root_set(first.0, nr_pages, true) };
+        set_cr3_roots(first.0, nr_pages, true);
     }
     errno(!ok)
 }
@@ -1244,8 +1281,7 @@ unsafe extern "C" fn hps_rs_pgd_add(pa: u64, nr_pages: c_uint) -> c_int {
 /// Called by the registry as `hyperps_ops.pgd_remove`.
 unsafe extern "C" fn hps_rs_pgd_remove(pa: u64, nr_pages: c_uint) {
     let first = Hpa(pa).pfn();
-    // SAFETY: no precondition.
-    unsafe { c::hps_c_root_set(first.0, nr_pages, false) };
+    set_cr3_roots(first.0, nr_pages, false);
     locked(|b, p| b.pgd_remove(p, first, nr_pages));
 }
 
