@@ -714,10 +714,22 @@ fn page_table_roots_are_checked_after_registration() {
     w.p.new_pgds.insert(forged.0);
     assert_eq!(b.pgd_add(&mut w.p, forged, 1), Ok(()));
     assert_eq!(b.verifier().frame_state(forged), Some(FrameState::HostPgd));
-    // A VM's frame can never be a root.
+    // pgd_free(): the root goes back to the host; a frame that is no root is left alone.
+    b.pgd_remove(&mut w.p, forged, 1);
+    assert_eq!(b.verifier().frame_state(forged), Some(FrameState::Host));
+    let refusals = w.p.refusals();
+    b.pgd_remove(&mut w.p, forged, 1);
+    assert_eq!(b.verifier().frame_state(forged), Some(FrameState::Host));
+    assert_eq!(w.p.refusals(), refusals);
+    // A VM's frame can never be a root, nor stop being the VM's through pgd_free().
     w.p.new_pgds.insert(2000);
-    let _ = two_vms(&mut b, &mut w);
+    let (a, _) = two_vms(&mut b, &mut w);
     assert_eq!(b.pgd_add(&mut w.p, Pfn(2000), 1), Err(Denial::WrongState));
+    b.pgd_remove(&mut w.p, Pfn(2000), 1);
+    assert_eq!(
+        b.verifier().frame_state(Pfn(2000)),
+        Some(FrameState::Vm(vm_id(&b, &a)))
+    );
 }
 
 /// Audit mode lets value writes through but never bookkeeping.
