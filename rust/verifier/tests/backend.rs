@@ -1211,3 +1211,41 @@ fn ept_load_accepts_only_the_vcpus_own_root() {
     assert_eq!(eptp_checks.refused, 5, "every refusal is counted");
     assert_eq!(eptp_checks.verified, 1);
 }
+
+/// VMXOFF leaves VMX operation on this CPU: no VMCS stays current there, and a second VMXOFF
+/// is refused and counted. VMXON comes back only with the CPU's own region.
+#[test]
+fn vmxoff_leaves_vmx_operation_once() {
+    let mut env = Env::new();
+    let mut b = env.backend();
+    let mut w = world();
+    let (_, x) = two_vms(&mut b, &mut w);
+    let info = new_vcpu(&mut b, &mut w, &x, 0x100).unwrap();
+    let region = w.p.kernel_page().0 << 12;
+    w.p.mm = x.mm;
+    assert!(!b.vmxon(&mut w.p, region));
+    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+    let cpu = w.p.cpu();
+    assert!(b.vmx_on(cpu));
+    assert!(!b.vmxoff(&mut w.p));
+    assert!(!b.vmx_on(cpu));
+    assert!(
+        b.vmcs_write(&mut w.p, 0x681e, 0x1000),
+        "no VMCS is current any more"
+    );
+    assert_eq!(w.p.last(), Some(Denial::NoCurrentVmcs));
+    assert!(b.vmxoff(&mut w.p));
+    assert_eq!(w.p.last(), Some(Denial::VmxOff));
+    assert_eq!(
+        b.verifier()
+            .audit()
+            .counters(CheckClass::VmxInstruction)
+            .refused,
+        1
+    );
+    // Another page as this CPU's VMXON region is refused; its own region is taken back.
+    let other = w.p.kernel_page().0 << 12;
+    assert!(b.vmxon(&mut w.p, other));
+    assert!(!b.vmxon(&mut w.p, region));
+    assert!(!b.vmcs_load(&mut w.p, info.vmcs01_pa));
+}
