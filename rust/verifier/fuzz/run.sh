@@ -68,6 +68,11 @@ for t in $targets; do
 	src=$(echo "$hashes" | tr ' ' '\n' | sed -n "s/^$t=//p")
 	result=ok
 	[ "$failed" -ne 0 ] && result=FAILED
+	# Stopped by a signal (Ctrl-C), with no crash: the executions count, but not as a pass.
+	if [ "$failed" -ne 0 ] && grep -q 'libFuzzer: run interrupted' target/fuzz-"$t"-*.log &&
+		! grep -qE 'deadly signal|ERROR: libFuzzer' target/fuzz-"$t"-*.log; then
+		result=interrupted
+	fi
 	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$src" "$t" "$total" \
 		"$seconds" "$result" >>"$ledger"
 	sum=$(awk -F'\t' -v s="$src" -v t="$t" \
@@ -75,6 +80,10 @@ for t in $targets; do
 	echo "== $t: $total executions in $seconds s," \
 		"corpus $(find "corpus/$t" -type f | wc -l) inputs ($(du -sh "corpus/$t" | cut -f1));" \
 		"$sum in all on source $src"
+	if [ "$result" = interrupted ]; then
+		echo "interrupted: $t (no crash; the ledger keeps the run, the total leaves it out)"
+		exit 130
+	fi
 	if [ "$failed" -ne 0 ]; then
 		echo "FAILED: $t (see fuzz/target/fuzz-$t-*.log, fuzz/artifacts/$t/)"
 		for f in target/fuzz-"$t"-*.log; do tail -n 40 "$f"; done

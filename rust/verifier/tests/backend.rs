@@ -1210,6 +1210,26 @@ fn ept_load_accepts_only_the_vcpus_own_root() {
     let eptp_checks = b.verifier().audit().counters(CheckClass::Eptp);
     assert_eq!(eptp_checks.refused, 5, "every refusal is counted");
     assert_eq!(eptp_checks.verified, 1);
+
+    // A new root KVM allocated is registered by the ept_load that loads it, and not by one
+    // that is refused: check, then do.
+    let fresh = w.p.kernel_page();
+    w.p.mm = x.mm;
+    assert_eq!(b.pt_alloc(&mut w.p, x.kvm, fresh), Ok(()));
+    let pending = b.verifier().frame_state(fresh);
+    assert!(b.ept_load(&mut w.p, (x.kvm, info.vcpu), fresh, eptp(fresh) & !7));
+    assert!(b.ept_load(&mut w.p, (a.kvm, info.vcpu), fresh, eptp(fresh)));
+    assert!(b.ept_load(&mut w.p, (x.kvm, info.vcpu), fresh, eptp(x.root)));
+    assert_eq!(
+        b.verifier().frame_state(fresh),
+        pending,
+        "a refusal registered the root"
+    );
+    assert!(!b.ept_load(&mut w.p, (x.kvm, info.vcpu), fresh, eptp(fresh)));
+    assert!(matches!(
+        b.verifier().frame_state(fresh),
+        Some(FrameState::Protected(Protected::Ept(_)))
+    ));
 }
 
 /// VMXOFF leaves VMX operation on this CPU: no VMCS stays current there, and a second VMXOFF

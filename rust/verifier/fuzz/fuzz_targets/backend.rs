@@ -3,7 +3,8 @@
 //! Fuzz target: sequences of hook calls on the backend, in the explorer's world
 //! (`tests/world/`), with the explorer's invariants checked after every call. Most steps are
 //! the explorer's own ops, with their small-world arguments; the others write any EPT entry
-//! value anywhere, free or merge any frames, or load any EPT pointer.
+//! value anywhere, free or merge any frames, or load any EPT pointer (by VMWRITE or through
+//! `ept_load`, with any VM, vCPU and root).
 
 #![no_main]
 
@@ -47,6 +48,12 @@ fn next_op(u: &mut Unstructured<'_>, ops: &[Op]) -> arbitrary::Result<Op> {
         247..=250 => Op::RawKsm {
             frame: raw_frame(u)?,
             kframe: raw_frame(u)?,
+        },
+        251..=253 => Op::RawEptLoad {
+            vm: u8::arbitrary(u)?,
+            vcpu: u8::arbitrary(u)?,
+            root: raw_frame(u)?,
+            value: u64::arbitrary(u)?,
         },
         _ => Op::RawEptp {
             value: u64::arbitrary(u)?,

@@ -596,6 +596,27 @@ impl<'a> Verifier<'a> {
         kind: VmcsKind,
         value: u64,
     ) -> Result<Option<Pfn>, Denial> {
+        let (root, walk) = self.eptp_format(kind, value)?;
+        match self.frame(root).map(|f| f.state) {
+            Ok(FrameState::Protected(Protected::Ept(p))) if p.vm == vm => {
+                if p.level != walk {
+                    return Err(Denial::EptpBadWalkLength);
+                }
+                p.refs.checked_add(1).ok_or(Denial::CounterOverflow)?;
+                Ok(Some(root))
+            }
+            Ok(FrameState::Zero) if kind == VmcsKind::Vmcs02 => Ok(None),
+            _ => Err(Denial::EptpBadRoot),
+        }
+    }
+
+    /// The rules of [`Verifier::eptp_verdict`] that do not depend on the root: the root the
+    /// pointer names and its walk length, if they hold.
+    pub(crate) fn eptp_format(
+        &self,
+        kind: VmcsKind,
+        value: u64,
+    ) -> Result<(Pfn, EptLevel), Denial> {
         if value & 0x7 != MEMTYPE_WB {
             return Err(Denial::EptpBadMemoryType);
         }
@@ -616,18 +637,7 @@ impl<'a> Verifier<'a> {
         if value & reserved != 0 {
             return Err(Denial::EptpReservedBits);
         }
-        let root = Pfn((value & self.config.pa_mask()) >> 12);
-        match self.frame(root).map(|f| f.state) {
-            Ok(FrameState::Protected(Protected::Ept(p))) if p.vm == vm => {
-                if p.level != walk {
-                    return Err(Denial::EptpBadWalkLength);
-                }
-                p.refs.checked_add(1).ok_or(Denial::CounterOverflow)?;
-                Ok(Some(root))
-            }
-            Ok(FrameState::Zero) if kind == VmcsKind::Vmcs02 => Ok(None),
-            _ => Err(Denial::EptpBadRoot),
-        }
+        Ok((Pfn((value & self.config.pa_mask()) >> 12), walk))
     }
 }
 

@@ -31,7 +31,9 @@
 use super::cr::{cr0_verdict, cr3_root_verdict, cr4_pinned_verdict, CR4_VMXE};
 use super::denial::{CheckClass, Denial};
 use super::records::{AddrRef, AuxKind, AuxOwner, FrameState, Protected, VmcsKind, VmcsRecord};
-use super::types::{CpuId, Cr0, Cr3, Cr4, Hpa, Pfn, VcpuId, VmId, VmcsField, Vpid, PAGE_SIZE};
+use super::types::{
+    CpuId, Cr0, Cr3, Cr4, EptLevel, Hpa, Pfn, VcpuId, VmId, VmcsField, Vpid, PAGE_SIZE,
+};
 use super::vmcs_fields::{
     address_slot, field_policy, is_shadow_field, AddressField, ControlField, FieldPolicy, HostField,
 };
@@ -265,6 +267,26 @@ impl<'a> Verifier<'a> {
         root: Pfn,
         eptp: u64,
     ) -> Result<(), Denial> {
+        self.ept_load_context_verdict(cpu, (vm, vcpu), root, eptp)?;
+        let (_, rec) = self.current_record(cpu)?;
+        // None is KVM's dummy root, which it never loads through this path.
+        match self.eptp_verdict(rec.vm, rec.kind, eptp)? {
+            Some(named) if named == root => Ok(()),
+            _ => Err(Denial::EptpBadRoot),
+        }
+    }
+
+    /// The rules of [`Verifier::check_ept_load`] that do not depend on the root being
+    /// registered, so that a caller can check them before it registers a pending root: the
+    /// current VMCS is `vcpu`'s, the pointer names `root` and is well formed. Returns the walk
+    /// length the pointer gives.
+    pub(crate) fn ept_load_context_verdict(
+        &self,
+        cpu: CpuId,
+        (vm, vcpu): (VmId, VcpuId),
+        root: Pfn,
+        eptp: u64,
+    ) -> Result<EptLevel, Denial> {
         let (_, rec) = self.current_record(cpu)?;
         if rec.vm != vm || rec.vcpu != vcpu {
             return Err(Denial::WrongContext);
@@ -272,9 +294,8 @@ impl<'a> Verifier<'a> {
         if rec.kind == VmcsKind::Shadow {
             return Err(Denial::NotShadowField);
         }
-        // None is KVM's dummy root, which it never loads through this path.
-        match self.eptp_verdict(rec.vm, rec.kind, eptp)? {
-            Some(named) if named == root => Ok(()),
+        match self.eptp_format(rec.kind, eptp)? {
+            (named, walk) if named == root => Ok(walk),
             _ => Err(Denial::EptpBadRoot),
         }
     }

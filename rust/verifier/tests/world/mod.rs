@@ -376,6 +376,13 @@ pub(crate) enum Op {
     RawEptp {
         value: u64,
     },
+    /// Fuzzing only: `ept_load` with any VM, vCPU (2 is none), root and EPT pointer.
+    RawEptLoad {
+        vm: u8,
+        vcpu: u8,
+        root: u64,
+        value: u64,
+    },
 }
 
 impl Op {
@@ -1355,6 +1362,16 @@ pub(crate) fn apply(w: &mut World, op: Op) -> Outcome {
         Op::RawFree { frame, order } => apply(w, Op::FreePages { frame, order }),
         Op::RawPtFree { frame } => apply(w, Op::PtFree { frame }),
         Op::RawKsm { frame, kframe } => apply(w, Op::KsmMerge { frame, kframe }),
+        Op::RawEptLoad {
+            vm,
+            vcpu,
+            root,
+            value,
+        } => {
+            let ids = (vm_kvm(vm % 2), Handle(0x100 + usize::from(vcpu % 3)));
+            let (_, c) = w.with(Handle::NONE, |b, p| b.ept_load(p, ids, Pfn(root), value));
+            c
+        }
         Op::RawEptp { value } => {
             let (stop, c) = w.with(Handle::NONE, |b, p| {
                 b.vmcs_write(p, u64::from(VMCS_EPT_POINTER), value)

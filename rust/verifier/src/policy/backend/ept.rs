@@ -409,10 +409,11 @@ impl<'a> Backend<'a> {
     }
 
     /// `ept_load`: KVM built `eptp` for `vcpu` of `kvm` from the root `pfn` and is about to
-    /// write it (`vmx_load_mmu_pgd()`). Registers the root if it is still pending, then checks
-    /// that this CPU's current VMCS is the vCPU's and that the pointer names `pfn` and passes
-    /// the `EPT_POINTER` rules (see [`Verifier::check_ept_load`]). Returns true if the write
-    /// must not happen; KVM then stops the VM, as after a refused `vmwrite`.
+    /// write it (`vmx_load_mmu_pgd()`). Checks that this CPU's current VMCS is the vCPU's and
+    /// that the pointer names `pfn` and is well formed, then registers the root if it is still
+    /// pending (nothing is registered on the way to a refusal), then checks the `EPT_POINTER`
+    /// rules (see [`Verifier::check_ept_load`]). Returns true if the write must not happen;
+    /// KVM then stops the VM, as after a refused `vmwrite`.
     pub fn ept_load(
         &mut self,
         p: &mut impl Platform,
@@ -421,28 +422,27 @@ impl<'a> Backend<'a> {
         eptp: u64,
     ) -> bool {
         let vm = self.vm_of(kvm);
-        let walk = u8::try_from(((eptp >> 3) & 7).saturating_add(1)).unwrap_or(0);
-        if let (Some(vm), Some(level)) = (vm, EptLevel::new(walk)) {
-            self.register_pending(p, vm, pfn, level);
-        }
         let vcpu = self
             .vcpu_index(vcpu)
             .and_then(|i| self.vcpus.get(i))
             .and_then(|s| s.id);
+        let cpu = p.cpu();
         let subject = u64::from(VmcsField::EPT_POINTER.0);
         let root_pa = pfn.0.saturating_mul(4096);
-        let verdict = match (vm, vcpu) {
-            (Some(vm), Some(vcpu)) => self.v.check_ept_load(p.cpu(), (vm, vcpu), pfn, eptp),
-            (None, _) => {
-                Err(self.deny(CheckClass::Eptp, Denial::UnknownVm, subject, root_pa, eptp))
+        let context = match (vm, vcpu) {
+            (Some(vm), Some(vcpu)) => self
+                .v
+                .ept_load_context_verdict(cpu, (vm, vcpu), pfn, eptp)
+                .map(|walk| (vm, vcpu, walk)),
+            (None, _) => Err(Denial::UnknownVm),
+            (_, None) => Err(Denial::UnknownVcpu),
+        };
+        let verdict = match context {
+            Ok((vm, vcpu, walk)) => {
+                self.register_pending(p, vm, pfn, walk);
+                self.v.check_ept_load(cpu, (vm, vcpu), pfn, eptp)
             }
-            (_, None) => Err(self.deny(
-                CheckClass::Eptp,
-                Denial::UnknownVcpu,
-                subject,
-                root_pa,
-                eptp,
-            )),
+            Err(d) => Err(self.deny(CheckClass::Eptp, d, subject, root_pa, eptp)),
         };
         match verdict {
             Ok(()) => false,
